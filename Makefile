@@ -1,0 +1,48 @@
+# Two commands do everything on a fresh machine:
+#   make lab    set up, then open the course in JupyterLab at notebooks/00_start_here.ipynb
+#   make test   set up, then run the whole test suite (what CI runs)
+# Set-up goes into ./.venv unless a virtual or conda environment is already active.
+
+ifdef VIRTUAL_ENV
+PY := python
+else ifdef CONDA_PREFIX
+PY := python
+else
+PY := .venv/bin/python
+endif
+STAMP := .venv/.installed-$(notdir $(PY))
+
+.PHONY: lab test install execute bench check fetch clean-cache
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml course_utils/assets.py
+	@if [ "$(PY)" = ".venv/bin/python" ] && [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m course_utils install-assets
+	@mkdir -p .venv && touch $@
+
+lab: $(STAMP)
+	$(PY) -m jupyter lab notebooks/00_start_here.ipynb
+
+test: $(STAMP)
+	COURSE_OFFLINE=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -p no:cacheprovider -ra \
+	  tests notebooks --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	  --nbval-cell-timeout=600
+
+# Re-execute the notebooks in place to refresh their committed outputs (one: make execute NB=notebooks/03_*.ipynb).
+execute: $(STAMP)
+	$(PY) -m course_utils execute $(NB)
+
+bench: $(STAMP)
+	$(PY) -m course_utils bench
+
+check: $(STAMP)
+	$(PY) -m course_utils check
+
+fetch: $(STAMP)
+	$(PY) -m course_utils fetch
+
+clean-cache:
+	find data -mindepth 1 ! -name README.md -exec rm -rf {} +

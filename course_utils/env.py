@@ -1,0 +1,104 @@
+"""The lesson's first cell: seeds, device, versions and small figures."""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import time
+from importlib.metadata import PackageNotFoundError, version
+
+import numpy as np
+import torch
+
+PACKAGES = ("torch", "torchvision", "transformers", "datasets", "scikit-learn", "matplotlib", "numpy")
+
+# The reference machine (2 CPU cores, no GPU): speed_test() took this many seconds there, and the
+# lessons took REFERENCE_MINUTES in all (measured with `python -m course_utils bench`).
+REFERENCE_SPEED_S = 0.24
+REFERENCE_MINUTES = 12.0
+
+
+def get_device() -> torch.device:
+    """The fastest device here: CUDA, then Apple's MPS, then the CPU."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def describe_device(device: torch.device) -> str:
+    """A short human description of ``device``."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    if device.type == "mps":
+        return "mps (Apple GPU)"
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def versions() -> dict[str, str]:
+    """Python's and the main packages' versions."""
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch, and ask torch for deterministic algorithms."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+def small_figures() -> None:
+    """Matplotlib defaults that keep committed notebooks small: modest size and resolution."""
+    import matplotlib as mpl
+
+    mpl.rcParams.update({"figure.figsize": (6.0, 3.2), "figure.dpi": 72, "savefig.dpi": 72,
+                         "axes.grid": True, "grid.alpha": 0.3, "axes.spines.top": False,
+                         "axes.spines.right": False, "font.size": 9})
+
+
+def setup(seed: int = 0, quiet: bool = False) -> torch.device:
+    """Seed everything, set small figures, print versions and device; return the device."""
+    seed_everything(seed)
+    small_figures()
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # avoids a fork warning in notebooks
+    device = get_device()
+    if not quiet:
+        v = versions()
+        print(f"Python {v['python']} · torch {v['torch']} · torchvision {v['torchvision']} · "
+              f"transformers {v['transformers']}")
+        print(f"device: {describe_device(device)} · seed {seed}")
+    return device
+
+
+def speed_test(device: torch.device | None = None, repeats: int = 3) -> float:
+    """Seconds for one MobileNetV2 forward pass on 32 images at 160 px (best of ``repeats``)."""
+    from torchvision.models import mobilenet_v2
+
+    device = device or get_device()
+    model = mobilenet_v2().eval().to(device)
+    x = torch.randn(32, 3, 160, 160, device=device)
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            model(x)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = min(best, time.perf_counter() - start)
+    return best
+
+
+def estimate_minutes(seconds: float) -> float:
+    """The whole course's expected minutes here, scaled from the reference machine by speed_test()."""
+    return REFERENCE_MINUTES * max(seconds / REFERENCE_SPEED_S, 0.1)
