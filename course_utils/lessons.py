@@ -1,0 +1,113 @@
+"""The lesson list, the generated navigation cells, and re-executing notebooks in place."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from course_utils.assets import REPO_ROOT
+
+# The one place that names the public repository: every Colab and Binder link is built from it.
+REPO_SLUG = "transfer-learning-course/transfer-learning-course"
+BRANCH = "main"
+NOTEBOOKS = REPO_ROOT / "notebooks"
+
+
+@dataclass(frozen=True)
+class Lesson:
+    """One notebook of the course."""
+
+    slug: str
+    title: str
+    teaches: str
+    cpu_minutes: float  # measured on the 2-core reference machine, cold cache
+
+
+LESSONS = [
+    Lesson("00_start_here", "Start here", "what transfer learning is, the lesson map, a preflight check", 0.5),
+    Lesson("05_fine_tuning_language", "Fine-tuning a transformer on movie reviews",
+           "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 5.0),
+]
+
+
+def colab_url(slug: str) -> str:
+    """The 'Open in Colab' address of a notebook."""
+    return f"https://colab.research.google.com/github/{REPO_SLUG}/blob/{BRANCH}/notebooks/{slug}.ipynb"
+
+
+def binder_url(slug: str) -> str:
+    """The 'Launch Binder' address that opens a notebook in JupyterLab."""
+    return f"https://mybinder.org/v2/gh/{REPO_SLUG}/{BRANCH}?urlpath=lab/tree/notebooks/{slug}.ipynb"
+
+
+def nav_markdown(slug: str) -> str:
+    """The navigation line of a lesson: previous · contents · next, and the Colab and Binder badges."""
+    slugs = [lesson.slug for lesson in LESSONS]
+    i = slugs.index(slug)
+    parts = [f"[← {slugs[i - 1]}]({slugs[i - 1]}.ipynb)" if i > 0 else "← (first lesson)",
+             "[contents](00_start_here.ipynb#The-lessons)",
+             f"[{slugs[i + 1]} →]({slugs[i + 1]}.ipynb)" if i + 1 < len(slugs) else "(last lesson) →"]
+    badges = (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(slug)}) "
+              f"[![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder_url(slug)})")
+    return " · ".join(parts) + "  \n" + badges
+
+
+def setup_code() -> str:
+    """The setup cell, the same in every lesson: install where the package is missing, then setup()."""
+    return f"""# Setup, the same in every lesson. Where course_utils is missing (Colab, a notebook opened on its
+# own), clone the course and install it with its offline assets first: about 2 minutes, once.
+import importlib.util, subprocess, sys
+if importlib.util.find_spec("course_utils") is None:
+    subprocess.run("git clone -q --depth 1 https://github.com/{REPO_SLUG} course-repo && "
+                   "pip install -q -e course-repo && python -m course_utils install-assets",
+                   shell=True, check=True)
+    sys.path.insert(0, "course-repo")
+from course_utils import setup
+device = setup(seed=0)"""
+
+
+def generated_cells(slug: str) -> dict[str, str]:
+    """The source of each generated cell of a lesson, by its tag."""
+    return {"nav": nav_markdown(slug), "setup": setup_code()}
+
+
+def update_navigation(path: Path) -> bool:
+    """Rewrite the generated cells (tags 'nav' and 'setup') of a notebook; True when something changed."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    wanted = generated_cells(path.stem)
+    changed = False
+    for cell in nb.cells:
+        for tag in set(cell.metadata.get("tags", [])) & wanted.keys():
+            if cell.source != wanted[tag]:
+                cell.source = wanted[tag]
+                changed = True
+    if changed:
+        nbformat.write(nb, path)
+    return changed
+
+
+def lesson_map() -> str:
+    """A markdown table of the lessons with what each teaches and its time on a 2-core CPU."""
+    rows = ["| lesson | what it teaches | 2-core CPU |", "|---|---|---|"]
+    rows += [f"| [{lesson.slug}]({lesson.slug}.ipynb) {lesson.title} | {lesson.teaches} | "
+             f"{lesson.cpu_minutes:g} min |" for lesson in LESSONS]
+    return "\n".join(rows)
+
+
+def execute(paths: list[Path], timeout: int = 900) -> dict[str, float]:
+    """Re-execute notebooks in place (refreshing their committed outputs); return seconds per notebook."""
+    seconds = {}
+    for path in paths:
+        update_navigation(path)
+        start = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "jupyter", "nbconvert", "--to", "notebook", "--execute",
+                        "--inplace", f"--ExecutePreprocessor.timeout={timeout}",
+                        "--ExecutePreprocessor.kernel_name=python3", str(path)], check=True)
+        seconds[path.name] = time.perf_counter() - start
+        print(f"{path.name}: {seconds[path.name]:.0f} s")
+    return seconds

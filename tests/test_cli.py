@@ -1,0 +1,42 @@
+"""python -m course_utils check / fetch: output and exit codes."""
+
+import shutil
+
+from conftest import run_cli
+
+from course_utils.assets import ASSETS
+
+
+def test_check_reports_every_asset_verified():
+    proc = run_cli("check")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name in ASSETS:
+        assert f"ok      {name}" in proc.stdout
+    assert "Python".lower() in proc.stdout.lower() and "torch" in proc.stdout
+    assert "the whole course should take about" in proc.stdout
+    assert "All good" in proc.stdout
+
+
+def test_check_and_loading_fail_on_a_corrupt_cached_asset(tmp_path):
+    shared = tmp_path / "shared"
+    proc = run_cli("fetch", "--to", str(shared))
+    assert proc.returncode == 0, proc.stderr
+    assert "COURSE_ASSETS_DIR=" in proc.stdout
+    weights = shared / "mobilenet_v2" / ASSETS["mobilenet_v2"].files[0]
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one byte
+    weights.write_bytes(bytes(data))
+    env = {"COURSE_ASSETS_DIR": str(shared)}
+    proc = run_cli("check", env=env)
+    assert proc.returncode == 1
+    assert "FAILED  mobilenet_v2" in proc.stdout and "is corrupt" in proc.stdout
+    assert "1 problem(s) found" in proc.stdout
+    import subprocess
+    import sys
+    import os
+    load = subprocess.run([sys.executable, "-c", "from course_utils.models import load_mobilenet_v2 as f; f()"],
+                          capture_output=True, text=True, env={**os.environ, **env})
+    assert load.returncode == 1
+    last = load.stderr.strip().splitlines()[-2:]
+    assert "AssetError: Asset 'mobilenet_v2'" in last[0] and "Fix: delete" in last[1]
+    shutil.rmtree(shared)
