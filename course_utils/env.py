@@ -28,6 +28,15 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
+def bf16_is_fast(device: torch.device) -> bool:
+    """True where bfloat16 maths is fast: GPUs that support it, and CPUs with Intel AMX units."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        return bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+    return False
+
+
 def describe_device(device: torch.device) -> str:
     """A short human description of ``device``."""
     if device.type == "cuda":
@@ -67,18 +76,34 @@ def small_figures() -> None:
                          "axes.spines.right": False, "font.size": 9})
 
 
-def setup(seed: int = 0, quiet: bool = False) -> torch.device:
-    """Seed everything, set small figures, print versions and device; return the device."""
+def setup(seed: int = 0, lesson: str | None = None, quiet: bool = False) -> torch.device:
+    """Seed everything, set small figures, print versions, device and the lesson's time; return the device."""
     seed_everything(seed)
     small_figures()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # avoids a fork warning in notebooks
+    # Per-file bars (loading weights, mapping a dataset) are noise in a lesson; training bars stay.
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     device = get_device()
     if not quiet:
         v = versions()
         print(f"Python {v['python']} · torch {v['torch']} · torchvision {v['torchvision']} · "
               f"transformers {v['transformers']}")
         print(f"device: {describe_device(device)} · seed {seed}")
+        if lesson is not None and device.type == "cpu":
+            print(slow_path_note(lesson))
     return device
+
+
+def slow_path_note(slug: str) -> str:
+    """What a learner on a CPU should expect from a lesson, before waiting for it."""
+    from course_utils.lessons import LESSONS
+
+    minutes = next(lesson.cpu_minutes for lesson in LESSONS if lesson.slug == slug)
+    if minutes < 2:
+        return f"No GPU here; that is fine: this lesson takes about {minutes:g} min on a 2-core CPU."
+    return (f"No GPU here: this lesson takes about {minutes:g} min on a 2-core CPU the first time "
+            f"(a re-run reuses its cache under data/). On Colab, Runtime > Change runtime type > GPU is faster.")
 
 
 def speed_test(device: torch.device | None = None, repeats: int = 3) -> float:

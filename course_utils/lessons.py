@@ -55,7 +55,7 @@ def nav_markdown(slug: str) -> str:
     return " · ".join(parts) + "  \n" + badges
 
 
-def setup_code() -> str:
+def setup_code(slug: str) -> str:
     """The setup cell, the same in every lesson: install where the package is missing, then setup()."""
     return f"""# Setup, the same in every lesson. Where course_utils is missing (Colab, a notebook opened on its
 # own), clone the course and install it with its offline assets first: about 2 minutes, once.
@@ -66,12 +66,12 @@ if importlib.util.find_spec("course_utils") is None:
                    shell=True, check=True)
     sys.path.insert(0, "course-repo")
 from course_utils import setup
-device = setup(seed=0)"""
+device = setup(seed=0, lesson="{slug}")"""
 
 
 def generated_cells(slug: str) -> dict[str, str]:
     """The source of each generated cell of a lesson, by its tag."""
-    return {"nav": nav_markdown(slug), "setup": setup_code()}
+    return {"nav": nav_markdown(slug), "setup": setup_code(slug)}
 
 
 def update_navigation(path: Path) -> bool:
@@ -111,3 +111,37 @@ def execute(paths: list[Path], timeout: int = 900) -> dict[str, float]:
         seconds[path.name] = time.perf_counter() - start
         print(f"{path.name}: {seconds[path.name]:.0f} s")
     return seconds
+
+
+STUDENT = REPO_ROOT / "student"
+
+
+def student_copy(nb):
+    """The student version of an instructor notebook: solution cells become their blanks, outputs cleared."""
+    import copy
+
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if "solution" in cell.metadata.get("tags", []):
+            cell.source = cell.metadata["blank"]
+            cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "solution"] + ["exercise"]
+            del cell.metadata["blank"]
+        cell.outputs, cell.execution_count = [], None
+    nb.metadata.pop("widgets", None)
+    return nb
+
+
+def write_student_copies() -> list[Path]:
+    """Generate student/NN_slug.ipynb for every lesson; return the paths written."""
+    import nbformat
+
+    STUDENT.mkdir(exist_ok=True)
+    written = []
+    for lesson in LESSONS:
+        nb = student_copy(nbformat.read(NOTEBOOKS / f"{lesson.slug}.ipynb", as_version=4))
+        path = STUDENT / f"{lesson.slug}.ipynb"
+        nbformat.write(nb, path)
+        written.append(path)
+    return written

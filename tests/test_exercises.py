@@ -1,0 +1,51 @@
+"""Every checker: the reference answer passes, a typical wrong answer gets the intended feedback."""
+
+import pytest
+
+from course_utils.exercises import ____, lesson05
+from course_utils.text import load_tokenizer, new_classifier
+
+
+@pytest.fixture(scope="module")
+def questions():
+    return lesson05(load_tokenizer())
+
+
+def test_blank_says_not_attempted(questions, capsys):
+    q1, q2 = questions
+    assert q1.check(____) is False and q2.check() is False
+    out = capsys.readouterr().out
+    assert out.count("Not attempted yet: replace ____ with your answer") == 2
+
+
+def test_q1_reference_and_wrong_answers(questions):
+    q1, _ = questions
+    tok = load_tokenizer()
+    ids = tok("An unwatchable mess.")["input_ids"]
+    assert q1.feedback(ids) == "q1: Correct!"
+    assert "word pieces (strings)" in q1.feedback(tok.tokenize("An unwatchable mess."))
+    no_special = q1.feedback(ids[1:-1])
+    assert f"{len(ids) - 2} ids, but the [CLS] (101) and [SEP] (102) ids are missing" in no_special
+
+
+def test_q2_reference_and_wrong_answers(questions):
+    _, q2 = questions
+    model = new_classifier(seed=0)
+    for name, param in model.named_parameters():
+        param.requires_grad = name.startswith("classifier")
+    assert q2.feedback(model) == "q2: Correct!"
+    for param in model.bert.encoder.parameters():  # typical slip: freeze the encoder, forget the rest
+        param.requires_grad = False
+    for param in model.bert.embeddings.parameters():
+        param.requires_grad = True
+    text = q2.feedback(model)
+    assert "parameters outside the head are still trainable (in embeddings)" in text
+    assert "expected only the head's 770" in text
+    for param in model.parameters():
+        param.requires_grad = False
+    assert "Nothing is trainable" in q2.feedback(model)
+
+
+def test_a_crashing_answer_gets_feedback_not_a_traceback(questions):
+    q1, _ = questions
+    assert "checking your answer raised TypeError" in q1.feedback(42)

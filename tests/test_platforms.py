@@ -1,0 +1,69 @@
+"""Binder and Colab, tested as far as they can be from a machine that reaches only PyPI."""
+
+import os
+import subprocess
+import sys
+import venv
+
+import nbformat
+from conftest import REPO
+
+from course_utils.lessons import LESSONS, REPO_SLUG, binder_url, colab_url, generated_cells
+
+
+def test_postbuild_installs_the_course_and_assets_in_a_fresh_venv(tmp_path):
+    venv.create(tmp_path / "venv", with_pip=True)
+    bindir = tmp_path / "venv" / "bin"
+    env = {**os.environ, "PATH": f"{bindir}:{os.environ['PATH']}", "VIRTUAL_ENV": str(tmp_path / "venv")}
+    env.pop("PYTHONPATH", None)
+    proc = subprocess.run(["bash", str(REPO / "postBuild")], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    probe = ("from course_utils import assets\n"
+             "missing = [a.name for a in assets.ASSETS.values() if a.no_deps and assets.package_folder(a) is None]\n"
+             "assert not missing, missing\n"
+             "print('ok', len(assets.ASSETS))")
+    out = subprocess.run([str(bindir / "python"), "-c", probe], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert out.stdout.startswith("ok"), out.stderr[-2000:]
+
+
+def test_setup_cell_installs_the_course_where_it_is_missing(monkeypatch, capsys):
+    """On Colab (no course_utils), the setup cell clones the repository and installs it with its assets."""
+    import importlib.util
+
+    calls = []
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "course_utils" else real_find_spec(name, *a))
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append((cmd, kw)))
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    namespace = {}
+    exec(generated_cells(LESSONS[0].slug)["setup"], namespace)
+    (cmd, kw), = calls
+    assert f"git clone -q --depth 1 https://github.com/{REPO_SLUG} course-repo" in cmd
+    assert "pip install -q -e course-repo" in cmd and "python -m course_utils install-assets" in cmd
+    assert kw["check"] and sys.path[0] == "course-repo"
+    assert str(namespace["device"]) in ("cpu", "cuda", "mps")
+
+
+def test_setup_cell_installs_nothing_where_the_course_is_present(monkeypatch):
+    calls = []
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: calls.append(cmd))
+    exec(generated_cells(LESSONS[0].slug)["setup"], {})
+    assert calls == []
+
+
+def test_badges_come_from_one_repository_url():
+    for lesson in LESSONS:
+        nav = generated_cells(lesson.slug)["nav"]
+        assert colab_url(lesson.slug) in nav and binder_url(lesson.slug) in nav
+        assert nav.count("github/" + REPO_SLUG) + nav.count("gh/" + REPO_SLUG) == 2
+    hits = subprocess.run(["git", "grep", "-l", REPO_SLUG, "--", "course_utils"], cwd=REPO,
+                          capture_output=True, text=True).stdout.split()
+    assert hits == ["course_utils/lessons.py"], f"the repository URL is written in more than one place: {hits}"
+
+
+def test_notebooks_declare_the_plain_python3_kernel():
+    for lesson in LESSONS:
+        nb = nbformat.read(REPO / "notebooks" / f"{lesson.slug}.ipynb", as_version=4)
+        assert nb.metadata.kernelspec.name == "python3"
