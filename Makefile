@@ -23,8 +23,11 @@ $(STAMP): pyproject.toml course_utils/assets.py
 	$(PY) -m course_utils install-assets
 	@mkdir -p .venv && touch $@
 
+# Jupyter refuses to run as root (containers, CI) unless told it is intended.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+
 lab: $(STAMP)
-	$(PY) -m jupyter lab notebooks/00_start_here.ipynb
+	$(PY) -m jupyter lab $(ALLOW_ROOT) notebooks/00_start_here.ipynb
 
 # The lessons run first (strict nbval), so the student-copy and browser tests find warm caches.
 test: $(STAMP) chromium

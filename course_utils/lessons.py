@@ -29,7 +29,7 @@ class Lesson:
 LESSONS = [
     Lesson("00_start_here", "Start here", "what transfer learning is, the lesson map, a preflight check", 0.5),
     Lesson("05_fine_tuning_language", "Fine-tuning a transformer on movie reviews",
-           "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 5.0),
+           "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 3.0),
 ]
 
 

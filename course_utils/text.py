@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import transformers
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 from sklearn.model_selection import GroupShuffleSplit
 from transformers import (AutoModel, AutoModelForSequenceClassification, AutoTokenizer,
@@ -83,11 +84,21 @@ def cached_embeddings(texts: list[str], device: torch.device | str = "cpu") -> n
     return cached_array("text", "minilm-embeddings", key, lambda: embed(texts, device))
 
 
-def new_classifier(seed: int = 0):
-    """Pretrained MiniLM with a new, randomly initialised two-class head."""
+def new_classifier(seed: int = 0, report: bool = False):
+    """Pretrained MiniLM with a new, randomly initialised two-class head; ``report`` lists the new weights."""
     torch.manual_seed(seed)  # the new head's initial weights
-    return AutoModelForSequenceClassification.from_pretrained(
-        minilm_path(), num_labels=2, id2label=dict(enumerate(LABELS)), label2id={n: i for i, n in enumerate(LABELS)})
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the library's own report lists the keys in random order
+    try:
+        model, info = AutoModelForSequenceClassification.from_pretrained(
+            minilm_path(), num_labels=2, id2label=dict(enumerate(LABELS)),
+            label2id={name: i for i, name in enumerate(LABELS)}, output_loading_info=True)
+    finally:
+        transformers.logging.set_verbosity(level)
+    if report:
+        print("Not in the checkpoint, so initialised at random:", ", ".join(sorted(info["missing_keys"])))
+        print("In the checkpoint but unused:", ", ".join(sorted(info["unexpected_keys"])) or "nothing")
+    return model
 
 
 def accuracy(eval_pred) -> dict[str, float]:
@@ -97,7 +108,7 @@ def accuracy(eval_pred) -> dict[str, float]:
 
 
 def make_trainer(model, train: Dataset, eval_dataset: Dataset | None, tokenizer, seed: int = 0,
-                 num_epochs: float = 1, lr: float = 1e-4, batch_size: int = 32,
+                 num_epochs: float = 1, lr: float = 1e-4, batch_size: int = 32, eval_steps: int | None = None,
                  output_dir: Path | None = None, quiet: bool = False) -> Trainer:
     """A standard Hugging Face Trainer: AdamW, warm-up then linear decay, batches grouped by length."""
     args = TrainingArguments(
@@ -105,7 +116,8 @@ def make_trainer(model, train: Dataset, eval_dataset: Dataset | None, tokenizer,
         num_train_epochs=num_epochs, learning_rate=lr, weight_decay=0.01, warmup_steps=0.1,
         per_device_train_batch_size=batch_size, per_device_eval_batch_size=128,
         train_sampling_strategy="group_by_length",  # less padding: about 2x faster on a CPU
-        eval_strategy="epoch" if eval_dataset is not None else "no", save_strategy="no",
+        eval_strategy="no" if eval_dataset is None else "steps" if eval_steps else "epoch",
+        eval_steps=eval_steps, save_strategy="no",
         optim="adamw_torch_fused",  # one fused kernel for the update: faster per step on a CPU
         bf16=bf16_is_fast(get_device()),  # mixed precision where the hardware does it fast (AMX CPUs, GPUs)
         use_cpu=get_device().type == "cpu",

@@ -105,6 +105,7 @@ def test_official_download_is_verified(local_server, monkeypatch, isolated_data)
     monkeypatch.setitem(ASSETS, name, online)
     monkeypatch.setattr(assets, "package_folder", lambda asset: None)
     monkeypatch.setenv("COURSE_OFFLINE", "0")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     folder = asset_path(name)
     assert folder == isolated_data / "assets" / name
     assert assets.digest(online, folder) == online.sha256

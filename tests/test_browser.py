@@ -90,17 +90,25 @@ def browser():
         chromium.close()
 
 
-def run_all(page, timeout_s: float) -> None:
-    """Run every cell from the Run menu and wait until no cell is pending."""
-    page.get_by_role("menuitem", name="Run", exact=True).click()
-    page.get_by_text("Run All Cells", exact=True).click()
+def menu(page, top: str, item: str) -> None:
+    """Click a menu-bar entry, then one of its items."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=top).first.click()
+    page.locator(".lm-Menu-itemLabel", has_text=item).first.click()
+
+
+def run_all(page, timeout_s: float) -> list[str]:
+    """Clear the committed outputs, run every cell from the Run menu, wait until none is pending."""
+    menu(page, "Edit", "Clear Outputs of All Cells")
+    menu(page, "Run", "Run All Cells")
     deadline = time.time() + timeout_s
+    prompts = []
     while time.time() < deadline:
         time.sleep(2)
-        prompts = page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()
-        status = page.locator(".jp-Notebook-ExecutionIndicator").get_attribute("data-status")
-        if prompts and status == "idle" and all(re.match(r"\[\d+\]", p.strip()) for p in prompts):
-            return
+        prompts = [p.strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
+        if prompts and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts):
+            counts = [int(p[1:-2]) for p in prompts]
+            assert counts == list(range(1, len(counts) + 1)), f"cells ran out of order: {prompts}"
+            return prompts
     pytest.fail(f"cells still running after {timeout_s:.0f} s: {prompts}")
 
 
@@ -110,7 +118,8 @@ def test_lesson_runs_in_jupyterlab(lab, browser, slug):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
         page.goto(f"{url}/lab/tree/{slug}.ipynb?token={token}")
-        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+        page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000,
+                               state="attached")
         no = page.get_by_role("button", name="No", exact=True)  # "get notified about Jupyter news?"
         if no.count():
             no.first.click()
