@@ -104,7 +104,7 @@ def run_all(page, timeout_s: float) -> list[str]:
     prompts = []
     while time.time() < deadline:
         time.sleep(2)
-        prompts = [p.strip() for p in page.locator(".jp-CodeCell .jp-InputPrompt").all_inner_texts()]
+        prompts = [p.strip() for p in page.locator(".jp-NotebookPanel:visible .jp-CodeCell .jp-InputPrompt").all_inner_texts()]
         if prompts and all(re.fullmatch(r"\[\d+\]:", p) for p in prompts):
             counts = [int(p[1:-2]) for p in prompts]
             assert counts == list(range(1, len(counts) + 1)), f"cells ran out of order: {prompts}"
@@ -117,7 +117,8 @@ def test_lesson_runs_in_jupyterlab(lab, browser, slug):
     url, token = lab
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     try:
-        page.goto(f"{url}/lab/tree/{slug}.ipynb?token={token}")
+        # A workspace of its own per lesson, so Lab does not restore the previous lesson's tab.
+        page.goto(f"{url}/lab/workspaces/{slug}/tree/{slug}.ipynb?token={token}&reset")
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000,
                                state="attached")
         no = page.get_by_role("button", name="No", exact=True)  # "get notified about Jupyter news?"

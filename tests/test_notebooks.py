@@ -43,7 +43,7 @@ def test_structure_and_generated_cells_are_current(path):
 def test_navigation_links_point_to_existing_files(path):
     import re
 
-    for target in re.findall(r"\]\(([^)#]+\.ipynb)", generated_cells(path.stem)["nav"]):
+    for target in re.findall(r"\]\((?!https?:)([^)#]+\.ipynb)", generated_cells(path.stem)["nav"]):
         assert (NOTEBOOKS / target).is_file(), f"{path.name} links to missing {target}"
 
 
