@@ -4,7 +4,6 @@ import json
 
 import nbformat
 import pytest
-from conftest import REPO
 
 from course_utils.lessons import LESSONS, NOTEBOOKS, STUDENT, generated_cells, student_copy
 

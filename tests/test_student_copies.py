@@ -4,7 +4,6 @@ Runs after the lesson notebooks (the README's test command lists notebooks/ firs
 caches under data/ are warm and a student copy costs a fraction of the lesson's cold time.
 """
 
-import os
 
 import nbformat
 import pytest
