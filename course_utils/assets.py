@@ -40,6 +40,7 @@ class Asset:
     files: tuple[str, ...] = ()  # relative paths; empty means every file under package_dir
     urls: dict[str, str] = field(default_factory=dict)  # relative path -> official URL
     archive_url: str = ""  # a zip holding the files, for assets without per-file URLs
+    archive_marker: str = "labels.csv"  # a file that marks the asset's folder inside the zip
     no_deps: bool = False  # the package's own metadata breaks installs: pip install --no-deps
 
     @property
@@ -90,6 +91,20 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
         sha256="cb0ac9151abad2e46fecfb4a01a6416f7417e32dd63333e41a4da1509c1a3c19",
         size=90_374_757,
         archive_url="https://github.com/zae-bayern/elpv-dataset/archive/refs/heads/master.zip",
+    ),
+    Asset(
+        name="animal_mnist",
+        description="Animal MNIST: 10,000 animal silhouettes, 28x28 grey, 10 classes x 1,000",
+        license="MIT",
+        official_source="PyPI animal-mnist 0.4 (Sina Mohammadi)",
+        package="animal-mnist==0.4",
+        package_dir="animal_mnist/data/Animal_MNIST",
+        files=("animal_data_version_3.gz", "animal_label_version_3.gz"),
+        sha256="bf34191c8c4b64c88a440b949c33dee914f5fa885c183df2f3b99a3a6355e607",
+        size=2_620_420,
+        archive_url="https://files.pythonhosted.org/packages/py3/a/animal_mnist/animal_mnist-0.4-py3-none-any.whl",
+        archive_marker="animal_data_version_3.gz",
+        no_deps=True,  # its metadata asks for tensorflow, which the course never imports
     ),
     Asset(
         name="rotten_tomatoes",
@@ -188,8 +203,8 @@ def download(asset: Asset, dest: Path) -> None:
             download_url_to_file(asset.archive_url, str(tmp / "archive.zip"))
             with zipfile.ZipFile(tmp / "archive.zip") as z:
                 z.extractall(tmp / "x")
-            labels = next((tmp / "x").rglob("labels.csv"))  # the dataset's root folder
-            shutil.move(str(labels.parent), str(tmp / "root"))
+            marker = next((tmp / "x").rglob(asset.archive_marker))  # in the asset's root folder
+            shutil.move(str(marker.parent), str(tmp / "root"))
         else:
             for rel, url in asset.urls.items():
                 (tmp / "root" / rel).parent.mkdir(parents=True, exist_ok=True)

@@ -107,3 +107,58 @@ def lesson05(tokenizer: Any) -> tuple[Question, Question]:
                   "for name, param in model.named_parameters():\n"
                   "    param.requires_grad = name.startswith(\"classifier\")")
     return q1, q2
+
+
+def _always_defective_checker(answer: Any) -> str | None:
+    """Checker: the balanced accuracy of always predicting 'defective' is exactly 0.5."""
+    value = float(answer)
+    if abs(value - 0.5) < 1e-9:
+        return None
+    if 0.25 < value < 0.4:
+        return (f"{value:.3f} is the plain accuracy (the share of defective cells). Balanced accuracy averages "
+                "the recall of each class: 1.0 on defective, 0.0 on functional.")
+    return f"{value:.3f} is not it: average the recall of the two classes (what fraction of each class is caught)."
+
+
+def _head_checker(answer: Any) -> str | None:
+    """Checker: the doctor's head maps 1,280 features to 2 classes, 2,562 parameters."""
+    from torch import nn
+
+    if not isinstance(answer, nn.Module):
+        return f"Expected a layer (an nn.Module), got {type(answer).__name__}."
+    count = sum(p.numel() for p in answer.parameters())
+    if isinstance(answer, nn.Linear) and (answer.in_features, answer.out_features) == (1280, 2):
+        return None
+    if count > 1_000_000:
+        return f"This has {count:,} parameters: that is a whole network. The head alone is one nn.Linear."
+    return (f"This layer has {count:,} parameters. The head takes the 1,280 features of MobileNetV2 to our "
+            "2 classes: nn.Linear(1280, 2), 1,280 x 2 weights + 2 biases = 2,562.")
+
+
+def _split_checker(answer: Any) -> str | None:
+    """Checker: 20 training cells per class, none of them in the test set."""
+    import numpy as np
+
+    train, labels, test = (np.asarray(a) for a in answer)
+    leaked = np.intersect1d(train, test)
+    if len(leaked):
+        return (f"{len(leaked)} of your cells are test cells: draw from `pool` (few_labels(cells.labels[pool], ...) "
+                "gives positions in the pool, so index the pool with them).")
+    counts = np.bincount(labels[train], minlength=2)
+    if counts.tolist() != [20, 20]:
+        return f"Expected 20 functional and 20 defective cells, got {counts[0]} and {counts[1]}."
+    return None
+
+
+def lesson01() -> tuple[Question, Question, Question]:
+    """The exercises of ``01_doctor_to_lawyer.ipynb``."""
+    q1 = Question("q1", _always_defective_checker,
+                  "Balanced accuracy = (recall on functional + recall on defective) / 2. What is each recall here?",
+                  "answer = balanced_accuracy_score(cells.labels[test], np.ones(len(test), dtype=int))  # 0.5")
+    q2 = Question("q2", _head_checker,
+                  "The head maps the 1,280 features to the 2 classes with one linear layer.",
+                  "head = nn.Linear(1280, 2)  # 1,280 * 2 weights + 2 biases = 2,562 parameters")
+    q3 = Question("q3", _split_checker,
+                  "few_labels returns positions within the array you give it; `pool[...]` turns them into cell indices.",
+                  "train = pool[few_labels(cells.labels[pool], 20, seed=3)]")
+    return q1, q2, q3

@@ -32,3 +32,51 @@ def load_mobilenet_v2(num_classes: int | None = None) -> nn.Module:
 def minilm_path() -> Path:
     """The verified folder of the pretrained MiniLM (config, safetensors weights, tokenizer)."""
     return asset_path("minilm")
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    """Stop gradient updates to every parameter of ``module`` (its BatchNorm layers still need .eval()).
+
+    Introduced in ``03_replacing_the_head.ipynb``.
+    """
+    for param in module.parameters():
+        param.requires_grad = False
+    return module
+
+
+def trainable_summary(model: nn.Module, depth: int = 1) -> "pandas.DataFrame":
+    """One row per block (modules ``depth`` levels down): trainable?, parameter count, BatchNorm mode.
+
+    BatchNorm mode matters apart from ``requires_grad``: in train mode a frozen BatchNorm layer still
+    updates its running statistics. Prints the totals. Introduced in ``03_replacing_the_head.ipynb``.
+    """
+    import pandas as pd
+
+    rows = []
+    for name, module in model.named_modules():
+        if name.count(".") != depth - 1 or not name or not any(True for _ in module.parameters()):
+            continue
+        params = list(module.parameters())
+        trainable = sum(p.numel() for p in params if p.requires_grad)
+        total = sum(p.numel() for p in params)
+        norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        modes = {"train" if m.training else "eval" for m in norms}
+        rows.append({"block": name, "type": type(module).__name__,
+                     "trainable": "yes" if trainable == total else "no" if trainable == 0 else "partly",
+                     "parameters": total, "batchnorm": "/".join(sorted(modes)) or "-"})
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
+    return pd.DataFrame(rows).set_index("block")
+
+
+def small_cnn(num_classes: int, channels: int = 1) -> nn.Sequential:
+    """A four-block CNN (conv, BatchNorm, ReLU, max-pool) for training from scratch on small images.
+
+    Introduced in ``01_doctor_to_lawyer.ipynb``.
+    """
+    def block(c_in: int, c_out: int) -> nn.Sequential:
+        return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(), nn.MaxPool2d(2))
+
+    return nn.Sequential(block(channels, 16), block(16, 32), block(32, 64), block(64, 128),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, num_classes))

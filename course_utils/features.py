@@ -1,0 +1,128 @@
+"""Looking inside networks: pooled features (cached on disk), feature maps, activation maximisation."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.models.feature_extraction import create_feature_extractor
+
+from course_utils.data import cache_key, cached_array
+from course_utils.env import get_device
+from course_utils.vision import to_input
+
+
+def fingerprint(model: nn.Module) -> str:
+    """A short hash of a model's weights and buffers: a changed model gets a new cache key."""
+    h = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def images_fingerprint(images: np.ndarray) -> str:
+    """A short hash of an image array: changed data gets a new cache key."""
+    return hashlib.sha256(np.ascontiguousarray(images).data).hexdigest()[:16]
+
+
+@torch.no_grad()
+def pooled_features(model: nn.Module, images: np.ndarray, size: int, nodes: list[str] | None = None,
+                    batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Global-average-pooled activations at ``nodes`` (default: the end of ``features``), one row per image.
+
+    Introduced in ``02_what_networks_learn.ipynb``.
+    """
+    device = get_device()
+    nodes = nodes or ["features"]
+    extractor = create_feature_extractor(model, return_nodes=nodes).to(device).eval()
+    out: dict[str, list[np.ndarray]] = {n: [] for n in nodes}
+    for start in range(0, len(images), batch_size):
+        x = to_input(images[start:start + batch_size], size).to(device)
+        for name, act in extractor(x).items():
+            out[name].append(act.float().mean(dim=(2, 3)).cpu().numpy())
+    return {n: np.concatenate(v) for n, v in out.items()}
+
+
+def cached_features(model: nn.Module, images: np.ndarray, size: int, nodes: list[str] | None = None,
+                    folder: str = "features") -> dict[str, np.ndarray]:
+    """``pooled_features`` saved under ``data/<folder>/``, keyed by the weights, the images, the size and nodes.
+
+    A re-run loads them in a fraction of a second; a changed model or changed data never reuses them.
+    Introduced in ``03_replacing_the_head.ipynb``.
+    """
+    nodes = nodes or ["features"]
+    key = cache_key(fingerprint(model), images_fingerprint(images), size, nodes)
+    stacked = cached_array(folder, "pooled", key,
+                           lambda: np.concatenate(list(pooled_features(model, images, size, nodes).values()), axis=1))
+    widths = np.cumsum([0] + [_width(model, n) for n in nodes])
+    return {n: stacked[:, widths[i]:widths[i + 1]] for i, n in enumerate(nodes)}
+
+
+def _width(model: nn.Module, node: str) -> int:
+    """The number of channels a node of ``model`` outputs."""
+    extractor = create_feature_extractor(model, return_nodes=[node]).eval()
+    with torch.no_grad():
+        return extractor(torch.zeros(1, 3, 64, 64))[node].shape[1]
+
+
+@torch.no_grad()
+def feature_maps(model: nn.Module, image: np.ndarray, size: int, nodes: list[str]) -> dict[str, torch.Tensor]:
+    """The activation maps (channels, height, width) of one image at each of ``nodes``.
+
+    Introduced in ``02_what_networks_learn.ipynb``.
+    """
+    extractor = create_feature_extractor(model, return_nodes=nodes).eval()
+    return {n: a[0] for n, a in extractor(to_input(image[None], size)).items()}
+
+
+def _decorrelated_image(params: torch.Tensor, size: int) -> torch.Tensor:
+    """Fourier coefficients -> an image whose low frequencies dominate (Olah et al. 2017's parameterisation)."""
+    freqs = torch.sqrt(torch.fft.fftfreq(size)[:, None] ** 2 + torch.fft.rfftfreq(size)[None, :] ** 2)
+    scale = 1.0 / torch.clamp(freqs, min=1.0 / size)  # 1/f: equal energy per frequency band
+    spectrum = torch.complex(params[..., 0], params[..., 1]) * scale
+    return torch.fft.irfft2(spectrum, s=(size, size), norm="ortho")
+
+
+def activation_maximisation(model: nn.Module, node: str, channels: list[int], robust: bool, size: int = 128,
+                            steps: int = 128, lr: float = 0.05, seed: int = 0) -> np.ndarray:
+    """Images (len(channels), size, size, 3) in 0-1 that maximise the mean activation of each channel at ``node``.
+
+    ``robust=False`` is the naive version: plain gradient ascent on pixels. ``robust=True`` adds the
+    tricks of Olah et al. 2017: a Fourier (decorrelated) parameterisation, random jitter and scaling.
+    Introduced in ``02_what_networks_learn.ipynb``.
+    """
+    extractor = create_feature_extractor(model, return_nodes=[node]).eval()
+    for p in extractor.parameters():
+        p.requires_grad_(False)
+    generator = torch.Generator().manual_seed(seed)
+    n = len(channels)
+    if robust:
+        params = (0.01 * torch.randn(n, 3, size, size // 2 + 1, 2, generator=generator)).requires_grad_()
+    else:
+        params = (0.1 * torch.randn(n, 3, size, size, generator=generator)).requires_grad_()
+
+    def render() -> torch.Tensor:
+        raw = _decorrelated_image(params, size) * 4.0 if robust else params
+        return torch.sigmoid(raw)  # keeps pixels in 0-1
+
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    optimizer = torch.optim.Adam([params], lr=lr)
+    pick = torch.arange(n)
+    for _ in range(steps):
+        image = render()
+        if robust:  # the feature must survive small shifts and zooms, so noise that only works in place dies
+            dx, dy = torch.randint(-8, 9, (2,), generator=generator).tolist()
+            image = torch.roll(F.pad(image, (12, 12, 12, 12), mode="reflect"), shifts=(dx, dy), dims=(2, 3))
+            factor = float(torch.empty(1).uniform_(0.9, 1.1, generator=generator))
+            image = F.interpolate(image, scale_factor=factor, mode="bilinear", align_corners=False)
+        act = extractor((image - mean) / std)[node]
+        loss = -act[pick, channels].mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return render().detach().permute(0, 2, 3, 1).numpy()

@@ -1,0 +1,214 @@
+"""Training in plain PyTorch: datasets of image arrays, a fit loop that keeps the best weights and resumes."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torchvision.transforms import v2
+from tqdm.auto import tqdm
+
+from course_utils.env import get_device
+from course_utils.vision import to_input
+
+
+class ImageArrayDataset(Dataset):
+    """Grey uint8 images already resized (N, size, size) and their labels, as ImageNet-normalised tensors."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray, augment: bool = False):
+        self.images = torch.as_tensor(images)
+        self.labels = torch.as_tensor(labels)
+        self.augment = augment_transform() if augment else None
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image = self.images[i][None]  # (1, H, W) uint8
+        if self.augment is not None:
+            image = self.augment(image)
+        return to_input(image, image.shape[-1])[0], self.labels[i]
+
+
+def augment_transform() -> v2.Transform:
+    """Augmentation that suits cells photographed face-on: flips, quarter turns, brightness and contrast.
+
+    Introduced in ``04_fine_tuning_images.ipynb``.
+    """
+    return v2.Compose([
+        v2.RandomHorizontalFlip(),
+        v2.RandomVerticalFlip(),
+        v2.RandomChoice([v2.RandomRotation((angle, angle)) for angle in (0, 90, 180, 270)]),
+        v2.ColorJitter(brightness=0.2, contrast=0.2),
+    ])
+
+
+def image_loader(images: np.ndarray, labels: np.ndarray, batch_size: int = 32, train: bool = False,
+                 seed: int = 0) -> DataLoader:
+    """A DataLoader over image arrays; ``num_workers=0`` works the same on Linux, macOS and Windows."""
+    return DataLoader(ImageArrayDataset(images, labels, augment=train), batch_size=batch_size, shuffle=train,
+                      generator=torch.Generator().manual_seed(seed), num_workers=0)
+
+
+def feature_loader(features: np.ndarray, labels: np.ndarray, batch_size: int = 64, train: bool = False,
+                   seed: int = 0) -> DataLoader:
+    """A DataLoader over precomputed feature vectors, for training a head alone."""
+    data = TensorDataset(torch.as_tensor(features, dtype=torch.float32), torch.as_tensor(labels))
+    return DataLoader(data, batch_size=batch_size, shuffle=train, generator=torch.Generator().manual_seed(seed))
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, loader: DataLoader) -> np.ndarray:
+    """Class probabilities (N, num_classes) of a model over a loader, in evaluation mode."""
+    device = next(model.parameters()).device
+    model.eval()
+    return np.concatenate([torch.softmax(model(x.to(device)).float(), dim=1).cpu().numpy() for x, _ in loader])
+
+
+def scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
+    """Accuracy, balanced accuracy and F1 of class 1 (scikit-learn's definitions).
+
+    Introduced in ``03_replacing_the_head.ipynb``.
+    """
+    return {"accuracy": accuracy_score(labels, predicted),
+            "balanced_accuracy": balanced_accuracy_score(labels, predicted),
+            "f1": f1_score(labels, predicted, zero_division=0)}
+
+
+def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
+    """The ``scores`` of a model on a loader."""
+    labels = np.concatenate([y.numpy() for _, y in loader])
+    return scores(labels, predict_proba(model, loader).argmax(1))
+
+
+def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, optimizer: torch.optim.Optimizer,
+        num_epochs: int, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+        loss_fn: nn.Module | None = None, checkpoint: str | Path | None = None,
+        max_seconds: float | None = None, metric: str = "balanced_accuracy", progress: bool = True) -> list[dict]:
+    """Train for ``num_epochs``, evaluating each epoch; keep the best weights; resume from ``checkpoint``.
+
+    The scheduler (if any) steps after every batch. With ``checkpoint``, the state is saved after each
+    epoch, so an interrupted run (Kernel -> Interrupt, a closed laptop) continues where it stopped when
+    the cell is run again. ``max_seconds`` stops after the epoch that crosses the time budget. At the end,
+    the model holds the weights of its best epoch by ``metric`` on the validation set.
+    Introduced in ``03_replacing_the_head.ipynb``.
+    """
+    device = next(model.parameters()).device
+    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    history: list[dict] = []
+    best = {"score": -1.0, "state": None}
+    path = Path(checkpoint) if checkpoint else None
+    if path is not None and path.is_file():
+        history, best = _resume(path, model, optimizer, scheduler)
+        print(f"Resumed from {path.name} after epoch {len(history)}.")
+    start = time.perf_counter() - sum(h["seconds"] for h in history)
+    bar = tqdm(total=num_epochs * len(train_loader), initial=len(history) * len(train_loader),
+               desc="training", disable=not progress, leave=False)
+    try:
+        for epoch in range(len(history), num_epochs):
+            model.train()
+            total, count = 0.0, 0
+            for x, y in train_loader:
+                x, y = x.to(device), y.to(device)
+                loss = loss_fn(model(x), y)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
+                total, count = total + loss.item() * len(y), count + len(y)
+                bar.update()
+            row = {"epoch": epoch + 1, "train_loss": total / count, **evaluate(model, val_loader),
+                   "seconds": time.perf_counter() - start}
+            history.append(row)
+            if row[metric] > best["score"]:
+                best = {"score": row[metric], "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
+            if path is not None:
+                _save(path, model, optimizer, scheduler, history, best)
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", **{metric: f"{row[metric]:.3f}"})
+            if max_seconds is not None and row["seconds"] > max_seconds:
+                break
+    except KeyboardInterrupt:
+        where = f"; run the cell again to resume from {path}" if path else " (pass checkpoint= to be able to resume)"
+        print(f"Interrupted after epoch {len(history)}{where}.")
+    finally:
+        bar.close()
+    if best["state"] is not None:
+        model.load_state_dict(best["state"])
+    return history
+
+
+def _save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, history: list[dict],
+          best: dict) -> None:
+    """Write the training state whole, then rename it, so a crash mid-write never leaves a broken file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
+             "best_score": best["score"], "best_state": best["state"],
+             "scheduler": scheduler.state_dict() if scheduler is not None else None}
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> tuple[list[dict], dict]:
+    """Load a checkpoint written by ``fit`` (weights only: no code is unpickled)."""
+    state = torch.load(path, map_location=next(model.parameters()).device, weights_only=True)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state["scheduler"] is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    return state["history"], {"score": state["best_score"], "state": state["best_state"]}
+
+
+def discriminative_param_groups(model: nn.Module, lr: float, decay: float = 2.6) -> list[dict]:
+    """Parameter groups with a learning rate that shrinks by ``decay`` per block going down the network.
+
+    The head gets ``lr``, the last block of ``model.features`` ``lr / decay``, the one below it
+    ``lr / decay**2``, and so on (ULMFiT, Howard & Ruder 2018). Frozen parameters are left out.
+    Introduced in ``04_fine_tuning_images.ipynb``.
+    """
+    blocks = [model.classifier] + list(model.features)[::-1]
+    groups = []
+    for depth, block in enumerate(blocks):
+        params = [p for p in block.parameters() if p.requires_grad]
+        if params:
+            groups.append({"params": params, "lr": lr / decay ** depth})
+    return groups
+
+
+def to_device(model: nn.Module) -> nn.Module:
+    """Move a model to the lesson's device (GPU when there is one)."""
+    return model.to(get_device())
+
+
+def train_steps(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, steps: int, lr: float,
+                batch_size: int = 32, augment: bool = False, seed: int = 0, eval_every: int = 0,
+                evaluate_fn=None) -> list[float]:
+    """Train on tensors for a fixed number of steps (AdamW, random batches); return the evaluation curve.
+
+    With ``augment``, each batch of images gets a random flip and quarter turn. ``evaluate_fn(model)``
+    is called every ``eval_every`` steps (and not at all when 0). Introduced in ``01_doctor_to_lawyer.ipynb``.
+    """
+    device = next(model.parameters()).device
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-2)
+    generator = torch.Generator().manual_seed(seed)
+    curve = []
+    for step in range(1, steps + 1):
+        model.train()
+        batch = torch.randint(len(labels), (min(batch_size, len(labels)),), generator=generator)
+        x, y = inputs[batch], labels[batch]
+        if augment:
+            turns, flip = torch.randint(4, (2,), generator=generator).tolist()
+            x = torch.rot90(x.flip(3) if flip % 2 else x, turns, dims=(2, 3))
+        loss = nn.functional.cross_entropy(model(x.to(device)), y.to(device))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if eval_every and step % eval_every == 0:
+            curve.append(evaluate_fn(model))
+    return curve

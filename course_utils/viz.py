@@ -1,0 +1,52 @@
+"""Plots the lessons share: image grids, learning curves, accuracy against labels, confusion matrices."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import ConfusionMatrixDisplay
+
+
+def show_images(images: np.ndarray, titles: list[str] | None = None, ncols: int = 8, size: float = 1.3,
+                cmap: str = "gray") -> plt.Figure:
+    """A grid of images (grey or RGB) with optional titles."""
+    nrows = int(np.ceil(len(images) / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.2 * (titles is not None)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i], cmap=cmap if np.ndim(images[i]) == 2 else None)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_spread(ax: plt.Axes, x: list[float], runs: np.ndarray, label: str, **style) -> None:
+    """Mean over seeds as a line, every seed as a faint dot: ``runs`` is (len(x), seeds)."""
+    runs = np.asarray(runs)
+    line, = ax.plot(x, runs.mean(axis=1), marker="o", label=label, **style)
+    for j in range(runs.shape[1]):
+        ax.scatter(x, runs[:, j], s=10, alpha=0.35, color=line.get_color())
+
+
+def plot_history(history: list[dict], metric: str = "balanced_accuracy") -> plt.Figure:
+    """Training loss and a validation metric per epoch, from ``fit``'s history."""
+    epochs = [h["epoch"] for h in history]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8))
+    left.plot(epochs, [h["train_loss"] for h in history], marker="o")
+    left.set(xlabel="epoch", ylabel="training loss")
+    right.plot(epochs, [h[metric] for h in history], marker="o")
+    right.set(xlabel="epoch", ylabel=f"validation {metric.replace('_', ' ')}")
+    fig.tight_layout()
+    return fig
+
+
+def plot_confusion(labels: np.ndarray, predicted: np.ndarray, class_names: list[str],
+                   ax: plt.Axes | None = None) -> ConfusionMatrixDisplay:
+    """A confusion matrix with counts (scikit-learn's display)."""
+    display = ConfusionMatrixDisplay.from_predictions(labels, predicted, display_labels=class_names, ax=ax,
+                                                      colorbar=False, cmap="Blues")
+    display.ax_.set_title("rows: true class, columns: predicted")
+    return display
