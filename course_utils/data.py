@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 
 from course_utils.assets import data_dir
@@ -15,9 +17,14 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def cache_path(folder: str, name: str, key: str) -> Path:
+    """Where ``cached_array`` keeps an array: ``data/<folder>/<name>-<key>.npy``."""
+    return data_dir() / folder / f"{name}-{key}.npy"
+
+
 def cached_array(folder: str, name: str, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
     """Load ``data/<folder>/<name>-<key>.npy`` if present; otherwise compute it and save it."""
-    path = data_dir() / folder / f"{name}-{key}.npy"
+    path = cache_path(folder, name, key)
     if path.is_file():
         return np.load(path, allow_pickle=False)
     array = compute()

@@ -129,7 +129,7 @@ def _head_checker(answer: Any) -> str | None:
     count = sum(p.numel() for p in answer.parameters())
     if isinstance(answer, nn.Linear) and (answer.in_features, answer.out_features) == (1280, 2):
         return None
-    if count > 1_000_000:
+    if count > 1_000_000 and not isinstance(answer, nn.Linear):
         return f"This has {count:,} parameters: that is a whole network. The head alone is one nn.Linear."
     return (f"This layer has {count:,} parameters. The head takes the 1,280 features of MobileNetV2 to our "
             "2 classes: nn.Linear(1280, 2), 1,280 x 2 weights + 2 biases = 2,562.")
@@ -161,4 +161,99 @@ def lesson01() -> tuple[Question, Question, Question]:
     q3 = Question("q3", _split_checker,
                   "few_labels returns positions within the array you give it; `pool[...]` turns them into cell indices.",
                   "train = pool[few_labels(cells.labels[pool], 20, seed=3)]")
+    return q1, q2, q3
+
+
+def lesson02(model: Any, stages: list[str], probe: Any) -> tuple[Question, Question, Question]:
+    """The exercises of ``02_what_networks_learn.ipynb``; ``probe`` is (stages, seeds) balanced accuracy."""
+    import torch
+    from torchvision.models.feature_extraction import create_feature_extractor
+
+    with torch.no_grad():
+        acts = create_feature_extractor(model, ["features.7", "features.13"]).eval()(torch.zeros(1, 3, 224, 224))
+    channels, side = acts["features.13"].shape[1], acts["features.7"].shape[-1]
+    best = stages[int(probe.mean(axis=1).argmax())]
+
+    def check_channels(answer: Any) -> str | None:
+        if int(answer) == channels:
+            return None
+        if int(answer) in (7, 14, 28):
+            return f"{answer} is a spatial size; the channels are the first dimension of the map (C, H, W)."
+        return f"{answer} is not it: look at the first dimension of the (channels, height, width) map."
+
+    def check_side(answer: Any) -> str | None:
+        if int(answer) == side:
+            return None
+        if int(answer) == 224 // 8:
+            return f"{answer} = 224 / 8, but features.7 comes after a fourth stride-2 block: 224 / 16."
+        return f"{answer} is not it: count the stride-2 blocks up to features.7 (or measure the map)."
+
+    def check_best(answer: Any) -> str | None:
+        if answer == best:
+            return None
+        if answer not in stages:
+            return f"{answer!r} is not one of the stages: {', '.join(stages)}."
+        return f"{answer} scored {probe[stages.index(answer)].mean():.3f} on average; one stage scored higher."
+
+    q1 = Question("q1", check_channels, "feature_maps(model, cat_input, ['features.13']) gives a (C, H, W) tensor.",
+                  "channels_13 = feature_maps(model, cat_input, ['features.13'])['features.13'].shape[0]")
+    q2 = Question("q2", check_side, "The cat's map at features.7 was printed in section 3; or take .shape[-1].",
+                  "side = feature_maps(model, cat_input, ['features.7'])['features.7'].shape[-1]  # 224 / 16")
+    q3 = Question("q3", check_best, "probe.mean(axis=1) is the mean per stage; argmax finds the best row.",
+                  "answer = stages[probe.mean(axis=1).argmax()]")
+    return q1, q2, q3
+
+
+def _frozen_new_head_checker(model: Any) -> str | None:
+    """Checker: a MobileNetV2 with a new 3-class head, everything else frozen."""
+    from torch import nn
+
+    if not isinstance(model, nn.Module) or not hasattr(model, "classifier"):
+        return f"Expected a MobileNetV2 (from load_mobilenet_v2()), got {type(model).__name__}."
+    last = model.classifier[-1]
+    if not isinstance(last, nn.Linear) or last.out_features != 3:
+        return f"The last layer of classifier should be nn.Linear(1280, 3); it is {last}."
+    trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+    body = sum(v for n, v in trainable.items() if n.startswith("features"))
+    if body:
+        return f"{body:,} parameters of the body are still trainable: freeze(model.features) (or the whole model) first."
+    if sum(trainable.values()) != 1280 * 3 + 3:
+        return (f"{sum(trainable.values()):,} parameters are trainable; the new head alone has 3,843. "
+                "Did you freeze after replacing the head? Replace it last.")
+    return None
+
+
+def lesson03(test_labels: Any, predicted: Any) -> tuple[Question, Question, Question]:
+    """The exercises of ``03_replacing_the_head.ipynb``."""
+    import numpy as np
+
+    test_labels, predicted = np.asarray(test_labels), np.asarray(predicted)
+    recall = float(np.mean(predicted[test_labels == 1] == 1))
+    precision = float(np.mean(test_labels[predicted == 1] == 1))
+
+    def check_recall(answer: Any) -> str | None:
+        value = float(answer)
+        if abs(value - recall) < 1e-6:
+            return None
+        if abs(value - precision) < 1e-6:
+            return ("That is the precision: the share of cells *flagged* defective that are. Recall divides by "
+                    "the truly defective cells: predicted[test_labels == 1].")
+        return f"{value:.3f} is not it: among cells with test_labels == 1, what fraction has predicted == 1?"
+
+    def check_recompute(answer: Any) -> str | None:
+        if answer is False:
+            return None
+        if answer is True:
+            return ("The key hashes only the weights under `features` (plus pixels, size and layer); "
+                    "a new head leaves them unchanged, so the cached file is found.")
+        return "Answer True or False."
+
+    q1 = Question("q1", _frozen_new_head_checker,
+                  "freeze(model) sets requires_grad=False everywhere; a layer created afterwards trains.",
+                  "exercise_model = load_mobilenet_v2()\nfreeze(exercise_model)\n"
+                  "exercise_model.classifier[-1] = nn.Linear(1280, 3)")
+    q2 = Question("q2", check_recall, "Select the truly defective cells first, then count how many were predicted 1.",
+                  "recall = np.mean(predicted[test_labels == 1] == 1)")
+    q3 = Question("q3", check_recompute, "Look at what cached_features puts in its key (and what fingerprint hashes).",
+                  "answer = False  # only the body's weights, the pixels, the size and the layer are in the key")
     return q1, q2, q3

@@ -10,15 +10,17 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
-from course_utils.data import cache_key, cached_array
+from course_utils.data import cache_key, cache_path, cached_array
 from course_utils.env import get_device
 from course_utils.vision import to_input
 
 
-def fingerprint(model: nn.Module) -> str:
-    """A short hash of a model's weights and buffers: a changed model gets a new cache key."""
+def fingerprint(model: nn.Module, prefixes: tuple[str, ...] = ("",)) -> str:
+    """A short hash of a model's weights and buffers (those whose names start with one of ``prefixes``)."""
     h = hashlib.sha256()
     for name, tensor in model.state_dict().items():
+        if not name.startswith(prefixes):
+            continue
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:16]
@@ -49,34 +51,29 @@ def pooled_features(model: nn.Module, images: np.ndarray, size: int, nodes: list
 
 def cached_features(model: nn.Module, images: np.ndarray, size: int, nodes: list[str] | None = None,
                     folder: str = "features") -> dict[str, np.ndarray]:
-    """``pooled_features`` saved under ``data/<folder>/``, keyed by the weights, the images, the size and nodes.
+    """``pooled_features`` saved under ``data/<folder>/``, one file per node, keyed by the weights, the images,
+    the size and the node.
 
     A re-run loads them in a fraction of a second; a changed model or changed data never reuses them.
     Introduced in ``03_replacing_the_head.ipynb``.
     """
     nodes = nodes or ["features"]
-    key = cache_key(fingerprint(model), images_fingerprint(images), size, nodes)
-    stacked = cached_array(folder, "pooled", key,
-                           lambda: np.concatenate(list(pooled_features(model, images, size, nodes).values()), axis=1))
-    widths = np.cumsum([0] + [_width(model, n) for n in nodes])
-    return {n: stacked[:, widths[i]:widths[i + 1]] for i, n in enumerate(nodes)}
-
-
-def _width(model: nn.Module, node: str) -> int:
-    """The number of channels a node of ``model`` outputs."""
-    extractor = create_feature_extractor(model, return_nodes=[node]).eval()
-    with torch.no_grad():
-        return extractor(torch.zeros(1, 3, 64, 64))[node].shape[1]
+    # Only the blocks the nodes live in count: a new head must not throw away the backbone's features.
+    weights = fingerprint(model, tuple(sorted({n.split(".")[0] + "." for n in nodes})))
+    keys = {n: cache_key(weights, images_fingerprint(images), size, n) for n in nodes}
+    missing = [n for n in nodes if not cache_path(folder, "pooled", keys[n]).is_file()]
+    fresh = pooled_features(model, images, size, missing) if missing else {}  # one pass for all missing nodes
+    return {n: cached_array(folder, "pooled", keys[n], lambda n=n: fresh[n]) for n in nodes}
 
 
 @torch.no_grad()
-def feature_maps(model: nn.Module, image: np.ndarray, size: int, nodes: list[str]) -> dict[str, torch.Tensor]:
-    """The activation maps (channels, height, width) of one image at each of ``nodes``.
+def feature_maps(model: nn.Module, image: torch.Tensor, nodes: list[str]) -> dict[str, torch.Tensor]:
+    """The activation maps (channels, height, width) at each of ``nodes`` for one preprocessed image (3, H, W).
 
     Introduced in ``02_what_networks_learn.ipynb``.
     """
     extractor = create_feature_extractor(model, return_nodes=nodes).eval()
-    return {n: a[0] for n, a in extractor(to_input(image[None], size)).items()}
+    return {n: a[0] for n, a in extractor(image[None]).items()}
 
 
 def _decorrelated_image(params: torch.Tensor, size: int) -> torch.Tensor:
@@ -106,7 +103,7 @@ def activation_maximisation(model: nn.Module, node: str, channels: list[int], ro
         params = (0.1 * torch.randn(n, 3, size, size, generator=generator)).requires_grad_()
 
     def render() -> torch.Tensor:
-        raw = _decorrelated_image(params, size) * 4.0 if robust else params
+        raw = _decorrelated_image(params, size) * 2.0 if robust else params
         return torch.sigmoid(raw)  # keeps pixels in 0-1
 
     mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

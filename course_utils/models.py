@@ -44,7 +44,7 @@ def freeze(module: nn.Module) -> nn.Module:
     return module
 
 
-def trainable_summary(model: nn.Module, depth: int = 1) -> "pandas.DataFrame":
+def trainable_summary(model: nn.Module, depth: int = 2) -> "pandas.DataFrame":
     """One row per block (modules ``depth`` levels down): trainable?, parameter count, BatchNorm mode.
 
     BatchNorm mode matters apart from ``requires_grad``: in train mode a frozen BatchNorm layer still

@@ -1,10 +1,8 @@
-"""Images: the solar cells (ELPV), the animal silhouettes, a learner's own folder, and preprocessing."""
+"""Images: the solar cells (ELPV), a learner's own folder of images, and preprocessing."""
 
 from __future__ import annotations
 
 import difflib
-import gzip
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +17,6 @@ from course_utils.data import cache_key, cached_array
 from course_utils.models import IMAGENET_MEAN, IMAGENET_STD
 
 ELPV_CLASSES = ["functional", "defective"]
-ANIMAL_CLASSES = ["bear", "bird", "cat", "cow", "dog", "elephant", "giraffe", "horse", "sheep", "zebra"]
 PAPER_TEST_SIZE = 656  # Deitsch et al. 2019: 25% of the 2,624 cells, stratified
 
 
@@ -74,19 +71,6 @@ def paper_split(labels: np.ndarray) -> dict[str, np.ndarray]:
     index = np.arange(len(labels))
     train, test = train_test_split(index, test_size=PAPER_TEST_SIZE, stratify=labels, random_state=0)
     return {"train": np.sort(train), "test": np.sort(test)}
-
-
-def load_animals() -> tuple[np.ndarray, np.ndarray]:
-    """The 10,000 animal silhouettes (28x28 uint8) and their labels 0-9 (``ANIMAL_CLASSES``).
-
-    Introduced in ``01_doctor_to_lawyer.ipynb``.
-    """
-    root = asset_path("animal_mnist")
-    with gzip.open(root / "animal_data_version_3.gz") as f:
-        images = pickle.load(f)  # noqa: S301 - a checksum-verified file from the registry
-    with gzip.open(root / "animal_label_version_3.gz") as f:
-        labels = pickle.load(f)  # noqa: S301
-    return np.asarray(images, dtype=np.uint8), np.asarray(labels, dtype=np.int64)
 
 
 def few_labels(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:

@@ -1,0 +1,69 @@
+"""Lessons 01-03 checkers: the reference answer passes, a typical wrong answer gets the intended feedback."""
+
+import numpy as np
+import torch
+from torch import nn
+
+from course_utils.exercises import ____, lesson01, lesson02, lesson03
+from course_utils.models import freeze, load_mobilenet_v2
+
+
+def test_lesson01_balanced_accuracy():
+    q1, _, _ = lesson01()
+    assert q1.feedback(0.5) == "q1: Correct!"
+    assert "plain accuracy" in q1.feedback(0.313)
+    assert "Not attempted yet" in q1.feedback(____)
+
+
+def test_lesson01_head():
+    _, q2, _ = lesson01()
+    assert q2.feedback(nn.Linear(1280, 2)) == "q2: Correct!"
+    assert "2,562" in q2.feedback(nn.Linear(1280, 1000))
+    assert "whole network" in q2.feedback(load_mobilenet_v2())
+
+
+def test_lesson01_split():
+    _, _, q3 = lesson01()
+    labels = np.array([0] * 60 + [1] * 60)
+    test = np.arange(0, 120, 4)
+    pool = np.setdiff1d(np.arange(120), test)
+    good = np.r_[pool[labels[pool] == 0][:20], pool[labels[pool] == 1][:20]]
+    assert q3.feedback((good, labels, test)) == "q3: Correct!"
+    leaky = np.r_[np.arange(20), np.arange(60, 80)]  # drawn from all cells, test ones included
+    assert "are test cells: draw from `pool`" in q3.feedback((leaky, labels, test))
+
+
+def test_lesson02():
+    model = load_mobilenet_v2().eval()
+    stages = ["features.1", "features.16", "features"]
+    probe = np.array([[0.7, 0.7, 0.7], [0.8, 0.81, 0.8], [0.79, 0.8, 0.8]])
+    q1, q2, q3 = lesson02(model, stages, probe)
+    assert q1.feedback(96) == "q1: Correct!"
+    assert "spatial size" in q1.feedback(14)
+    assert q2.feedback(14) == "q2: Correct!"
+    assert "224 / 16" in q2.feedback(28)
+    assert q3.feedback("features.16") == "q3: Correct!"
+    assert "one stage scored higher" in q3.feedback("features")
+    assert "not one of the stages" in q3.feedback("layer4")
+
+
+def test_lesson03():
+    labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
+    predicted = np.array([1, 1, 1, 0, 1, 1, 0, 0])  # recall 0.75, precision 0.6
+    q1, q2, q3 = lesson03(labels, predicted)
+    model = load_mobilenet_v2()
+    freeze(model)
+    model.classifier[-1] = nn.Linear(1280, 3)
+    assert q1.feedback(model) == "q1: Correct!"
+    unfrozen = load_mobilenet_v2()
+    unfrozen.classifier[-1] = nn.Linear(1280, 3)
+    assert "of the body are still trainable" in q1.feedback(unfrozen)
+    frozen_last = load_mobilenet_v2()
+    frozen_last.classifier[-1] = nn.Linear(1280, 3)
+    freeze(frozen_last)
+    assert "Replace it last" in q1.feedback(frozen_last)
+    assert q2.feedback(0.75) == "q2: Correct!"
+    assert "That is the precision" in q2.feedback(0.6)
+    assert q3.feedback(False) == "q3: Correct!"
+    assert "only the weights under `features`" in q3.feedback(True)
+    assert torch.is_grad_enabled()

@@ -1,0 +1,49 @@
+"""Cached features: keyed so that changed weights or data are never reused, and a new head is."""
+
+import numpy as np
+import torch
+from torch import nn
+
+from course_utils.features import (activation_maximisation, cached_features, feature_maps, fingerprint,
+                                   pooled_features)
+from course_utils.models import load_mobilenet_v2
+
+IMAGES = np.random.default_rng(0).integers(0, 255, (5, 48, 48), dtype=np.uint8)
+
+
+def test_pooled_features_shapes():
+    model = load_mobilenet_v2()
+    out = pooled_features(model, IMAGES, 64, ["features.3", "features"], batch_size=2)
+    assert out["features.3"].shape == (5, 24) and out["features"].shape == (5, 1280)
+
+
+def test_cache_reuses_and_invalidates(isolated_data):
+    model = load_mobilenet_v2()
+    first = cached_features(model, IMAGES, 64)["features"]
+    files = sorted((isolated_data / "features").iterdir())
+    assert len(files) == 1
+    model.classifier[-1] = nn.Linear(1280, 2)  # a new head: same body, same key
+    assert np.array_equal(cached_features(model, IMAGES, 64)["features"], first)
+    assert sorted((isolated_data / "features").iterdir()) == files
+    with torch.no_grad():
+        model.features[0][0].weight[0, 0, 0, 0] += 1.0  # a changed body: new key
+    changed = cached_features(model, IMAGES, 64)["features"]
+    cached_features(model, IMAGES[::-1].copy(), 64)  # changed data: new key
+    cached_features(model, IMAGES, 96)  # changed size: new key
+    assert len(list((isolated_data / "features").iterdir())) == 4
+    assert not np.array_equal(changed, first)
+
+
+def test_fingerprint_prefixes():
+    a, b = load_mobilenet_v2(), load_mobilenet_v2(num_classes=2)
+    assert fingerprint(a, ("features.",)) == fingerprint(b, ("features.",))
+    assert fingerprint(a) != fingerprint(b)
+
+
+def test_feature_maps_and_activation_maximisation():
+    model = load_mobilenet_v2().eval()
+    maps = feature_maps(model, torch.zeros(3, 64, 64), ["features.2", "features.7"])
+    assert maps["features.2"].shape == (24, 16, 16) and maps["features.7"].shape == (64, 4, 4)
+    for robust in (False, True):
+        images = activation_maximisation(model, "features.3", [0, 1], robust=robust, size=32, steps=3)
+        assert images.shape == (2, 32, 32, 3) and images.min() >= 0 and images.max() <= 1
