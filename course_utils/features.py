@@ -123,3 +123,40 @@ def activation_maximisation(model: nn.Module, node: str, channels: list[int], ro
         loss.backward()
         optimizer.step()
     return render().detach().permute(0, 2, 3, 1).numpy()
+
+
+DIHEDRAL = [(turns, flip) for flip in (False, True) for turns in range(4)]  # the 8 flips and quarter turns
+
+
+def dihedral(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    """Images (N, C, H, W) flipped left-right (if ``flip``) and turned by ``turns`` quarter turns."""
+    return torch.rot90(x.flip(-1) if flip else x, turns, dims=(-2, -1))
+
+
+@torch.no_grad()
+def frozen_activations(model: nn.Module, images: np.ndarray, size: int, node: str, views: int = 8,
+                       batch_size: int = 64) -> np.ndarray:
+    """Activation maps at ``node`` (views, N, C, H, W, float16) for the first ``views`` dihedral views of each image.
+
+    Frozen layers give the same output for the same input, so a fine-tuning run that trains only the
+    blocks above ``node`` can read these instead of running the frozen part on every epoch. The views
+    are exact flips and quarter turns of the *input*, so they still serve as augmentation.
+    Introduced in ``04_fine_tuning_images.ipynb``.
+    """
+    device = get_device()
+    extractor = create_feature_extractor(model, return_nodes=[node]).to(device).eval()
+    out = []
+    for turns, flip in DIHEDRAL[:views]:
+        maps = []
+        for start in range(0, len(images), batch_size):
+            x = dihedral(to_input(images[start:start + batch_size], size), turns, flip).to(device)
+            maps.append(extractor(x)[node].to(torch.float16).cpu().numpy())
+        out.append(np.concatenate(maps))
+    return np.stack(out)
+
+
+def cached_activations(model: nn.Module, images: np.ndarray, size: int, node: str, views: int = 8) -> np.ndarray:
+    """``frozen_activations`` saved under ``data/activations/``, keyed like ``cached_features``."""
+    weights = fingerprint(model, (node.split(".")[0] + ".",))
+    key = cache_key(weights, images_fingerprint(images), size, node, views)
+    return cached_array("activations", "maps", key, lambda: frozen_activations(model, images, size, node, views))
