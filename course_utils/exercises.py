@@ -257,3 +257,47 @@ def lesson03(test_labels: Any, predicted: Any) -> tuple[Question, Question, Ques
     q3 = Question("q3", check_recompute, "Look at what cached_features puts in its key (and what fingerprint hashes).",
                   "answer = False  # only the body's weights, the pixels, the size and the layer are in the key")
     return q1, q2, q3
+
+
+def _top_blocks_checker(model: Any, k: int = 3) -> str | None:
+    """Checker: only the top ``k`` blocks of ``features`` and the head are trainable."""
+    expected = {n for n, _ in model.named_parameters()
+                if n.startswith("classifier") or int(n.split(".")[1]) >= len(model.features) - k}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    count = sum(p.numel() for n, p in model.named_parameters() if n in expected)
+    if trainable == expected:
+        return None
+    if not trainable & {n for n in expected if n.startswith("classifier")}:
+        return "The head is frozen too: it is new, so it must train. Freeze model.features[:-3] only."
+    if trainable > expected:
+        blocks = sorted({int(n.split(".")[1]) for n in trainable - expected if n.startswith("features")})
+        return (f"Blocks {blocks[0]}-{blocks[-1]} of features are still trainable; expected only the last {k} "
+                f"and the head ({count:,} parameters).")
+    return f"{sum(p.numel() for n, p in model.named_parameters() if n in trainable):,} trainable, expected {count:,}."
+
+
+def _discriminative_checker(answer: Any) -> str | None:
+    """Checker: param groups whose learning rate shrinks by 2.6 per block going down, head at 1e-3."""
+    groups = answer.param_groups if hasattr(answer, "param_groups") else list(answer)
+    lrs = [g["lr"] for g in groups]
+    if len(set(lrs)) == 1:
+        return (f"All {len(groups)} group(s) share lr={lrs[0]:g}: that is plain fine-tuning. Give each block its own "
+                "group, with the lr divided by 2.6 for each step down.")
+    if abs(max(lrs) - 1e-3) > 1e-12:
+        return f"The head (the largest lr) should get 1e-3; the largest here is {max(lrs):g}."
+    ordered = sorted(lrs, reverse=True)
+    if any(abs(a / b - 2.6) > 1e-6 for a, b in zip(ordered, ordered[1:])):
+        return "Each block's lr should be the one above divided by 2.6 (ULMFiT); some steps differ."
+    return None
+
+
+def lesson04(k: int = 3) -> tuple[Question, Question]:
+    """The exercises of ``04_fine_tuning_images.ipynb``."""
+    q1 = Question("q1", lambda model: _top_blocks_checker(model, k),
+                  f"freeze(model.features[:-{k}]) freezes every block below the top {k}; the head stays trainable.",
+                  f"model = load_mobilenet_v2(num_classes=2)\nfreeze(model.features[:-{k}])")
+    q2 = Question("q2", _discriminative_checker,
+                  "discriminative_param_groups(model, lr, decay) builds them; or write the loop over "
+                  "[model.classifier] + list(model.features)[::-1] yourself.",
+                  "groups = discriminative_param_groups(model, lr=1e-3, decay=2.6)")
+    return q1, q2

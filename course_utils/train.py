@@ -212,3 +212,13 @@ def train_steps(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, st
         if eval_every and step % eval_every == 0:
             curve.append(evaluate_fn(model))
     return curve
+
+
+def mixed_precision(device: torch.device):
+    """bfloat16 autocast where the hardware does it fast (a recent GPU, a CPU with AMX); otherwise a no-op.
+
+    Introduced in ``04_fine_tuning_images.ipynb``.
+    """
+    from course_utils.env import bf16_is_fast
+
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16_is_fast(device))

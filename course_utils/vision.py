@@ -85,6 +85,8 @@ def few_labels(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 def to_input(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     """uint8 images (N, H, W) or (N, H, W, 3) -> float (N, 3, size, size), ImageNet-normalised."""
+    if isinstance(images, np.ndarray) and not images.flags.writeable:
+        images = images.copy()  # torch wants to own writable memory
     x = torch.as_tensor(images)
     if x.dtype != torch.uint8:
         raise ImageInputError(f"Expected uint8 pixels (0-255), got {x.dtype}: pass the images as loaded, "

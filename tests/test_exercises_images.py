@@ -67,3 +67,21 @@ def test_lesson03():
     assert q3.feedback(False) == "q3: Correct!"
     assert "only the weights under `features`" in q3.feedback(True)
     assert torch.is_grad_enabled()
+
+
+def test_lesson04():
+    from course_utils.exercises import lesson04
+    from course_utils.train import discriminative_param_groups
+
+    q1, q2 = lesson04()
+    model = load_mobilenet_v2(num_classes=2)
+    freeze(model.features[:-3])
+    assert q1.feedback(model) == "q1: Correct!"
+    assert "Blocks 0-15 of features are still trainable" in q1.feedback(load_mobilenet_v2(num_classes=2))
+    frozen = load_mobilenet_v2(num_classes=2)
+    freeze(frozen)
+    assert "The head is frozen too" in q1.feedback(frozen)
+    groups = discriminative_param_groups(model, lr=1e-3, decay=2.6)
+    assert q2.feedback(groups) == "q2: Correct!"
+    assert q2.feedback(torch.optim.AdamW(groups)) == "q2: Correct!"
+    assert "plain fine-tuning" in q2.feedback([{"params": [], "lr": 1e-3}, {"params": [], "lr": 1e-3}])

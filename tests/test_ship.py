@@ -1,0 +1,50 @@
+"""The shipped model round-trips through save, load and predict; bad input gets one clear line."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from course_utils.models import load_mobilenet_v2
+from course_utils.ship import ImageClassifier, save_classifier
+from course_utils.vision import ImageInputError, to_input
+
+CLASSES = ["functional", "defective"]
+
+
+@pytest.fixture(scope="module")
+def shipped(tmp_path_factory):
+    torch.manual_seed(0)
+    model = load_mobilenet_v2(num_classes=2).eval()
+    folder = save_classifier(model, tmp_path_factory.mktemp("ship") / "inspector", size=96, class_names=CLASSES)
+    return model, folder
+
+
+def test_round_trip_gives_the_same_probabilities(shipped, tmp_path):
+    model, folder = shipped
+    image = np.random.default_rng(0).integers(0, 255, (120, 120), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "cell.png")
+    loaded = ImageClassifier.load(folder)  # a fresh object, weights from safetensors
+    prediction = loaded.predict(tmp_path / "cell.png")
+    with torch.no_grad():
+        expected = torch.softmax(model(to_input(image[None], 96)), dim=1)[0]
+    assert prediction.probabilities == pytest.approx(dict(zip(CLASSES, expected.tolist())), abs=1e-5)
+    assert prediction.label == CLASSES[int(expected.argmax())]
+    Image.fromarray(image).convert("RGB").save(tmp_path / "colour.jpg", quality=100)
+    assert loaded.predict(tmp_path / "colour.jpg").label in CLASSES  # a colour file is converted to grey
+
+
+def test_bad_input_messages(shipped, tmp_path):
+    _, folder = shipped
+    loaded = ImageClassifier.load(folder)
+    with pytest.raises(ImageInputError, match="No image file at .*nope.png"):
+        loaded.predict(tmp_path / "nope.png")
+    with pytest.raises(ImageInputError, match=r"Expected a grey image \(H, W\), got colour"):
+        loaded.predict_array(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ImageInputError, match="too small to inspect"):
+        loaded.predict_array(np.zeros((8, 8), np.uint8))
+    (tmp_path / "notes.png").write_text("not an image")
+    with pytest.raises(ImageInputError, match="is not an image Pillow can read"):
+        loaded.predict(tmp_path / "notes.png")
+    with pytest.raises(ImageInputError, match="is not a saved classifier"):
+        ImageClassifier.load(tmp_path)
