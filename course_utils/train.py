@@ -108,7 +108,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
         print(f"Resumed from {path.name} after epoch {len(history)}.")
     start = time.perf_counter() - sum(h["seconds"] for h in history)
     bar = tqdm(total=num_epochs * len(train_loader), initial=len(history) * len(train_loader),
-               desc="training", disable=not progress, leave=False)
+               desc="training", disable=not progress)
     try:
         for epoch in range(len(history), num_epochs):
             model.train()
