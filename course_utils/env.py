@@ -16,7 +16,7 @@ PACKAGES = ("torch", "torchvision", "transformers", "datasets", "scikit-learn", 
 # The reference machine (2 CPU cores, no GPU): speed_test() took this many seconds there, and the
 # lessons took REFERENCE_MINUTES in all (measured with `python -m course_utils bench`).
 REFERENCE_SPEED_S = 0.24
-REFERENCE_MINUTES = 3.2
+REFERENCE_MINUTES = 12.6
 
 
 def get_device() -> torch.device:

@@ -160,3 +160,18 @@ def cached_activations(model: nn.Module, images: np.ndarray, size: int, node: st
     weights = fingerprint(model, (node.split(".")[0] + ".",))
     key = cache_key(weights, images_fingerprint(images), size, node, views)
     return cached_array("activations", "maps", key, lambda: frozen_activations(model, images, size, node, views))
+
+
+def gradcam(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, target: int) -> np.ndarray:
+    """Grad-CAM heatmaps (N, H, W) in 0-1 for class ``target``, at ``layer``, upsampled to the input size.
+
+    Uses captum's ``LayerGradCam``: where, in the layer's maps, evidence for ``target`` sits.
+    Introduced in ``04_fine_tuning_images.ipynb``.
+    """
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    model.eval()
+    cam = LayerGradCam(model, layer).attribute(inputs, target=target, relu_attributions=True)
+    cam = LayerAttribution.interpolate(cam, tuple(inputs.shape[-2:]), interpolate_mode="bilinear")[:, 0]
+    cam = cam.detach() / cam.detach().amax(dim=(1, 2), keepdim=True).clamp(min=1e-8)
+    return cam.numpy()

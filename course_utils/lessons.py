@@ -34,6 +34,9 @@ LESSONS = [
            "filters, feature maps, activation maximisation, a linear probe at every depth", 1.5),
     Lesson("03_replacing_the_head", "Replacing the head",
            "freezing, BatchNorm, a new head on cached features, evaluation, your own images", 2.0),
+    Lesson("04_fine_tuning_images", "Fine-tuning a pretrained CNN for factory inspection",
+           "five strategies on 800 solar cells over seeds, cached activations, the paper's split, Grad-CAM, "
+           "shipping", 4.0),
     Lesson("05_fine_tuning_language", "Fine-tuning a transformer on movie reviews",
            "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 3.0),
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
+from torchvision.ops import FrozenBatchNorm2d
 
 from course_utils.assets import asset_file, asset_path
 
@@ -68,6 +69,31 @@ def trainable_summary(model: nn.Module, depth: int = 2) -> "pandas.DataFrame":
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     print(f"trainable parameters: {trainable:,} of {total:,} ({100 * trainable / total:.2f}%)")
     return pd.DataFrame(rows).set_index("block")
+
+
+def freeze_batchnorm(model: nn.Module) -> nn.Module:
+    """Swap every BatchNorm2d for torchvision's FrozenBatchNorm2d: pretrained statistics kept, nothing updated.
+
+    Small batches of a new kind of image would otherwise pull the running statistics away from
+    what the pretrained layers expect. Introduced in ``04_fine_tuning_images.ipynb``.
+    """
+    for name, child in model.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            frozen.load_state_dict({k: v for k, v in child.state_dict().items() if k != "num_batches_tracked"})
+            setattr(model, name, frozen)
+        else:
+            freeze_batchnorm(child)
+    return model
+
+
+def top_blocks(model: nn.Module, k: int) -> nn.Sequential:
+    """The top ``k`` blocks of a MobileNetV2's body and its head as one module (weights shared, not copied).
+
+    Fed the cached output of the frozen blocks below, it trains exactly what fine-tuning the top
+    ``k`` blocks would train. Introduced in ``04_fine_tuning_images.ipynb``.
+    """
+    return nn.Sequential(*list(model.features)[-k:], nn.AdaptiveAvgPool2d(1), nn.Flatten(1), model.classifier)
 
 
 def small_cnn(num_classes: int, channels: int = 1) -> nn.Sequential:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
@@ -86,17 +87,19 @@ def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
     return scores(labels, predict_proba(model, loader).argmax(1))
 
 
-def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, optimizer: torch.optim.Optimizer,
+def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None, optimizer: torch.optim.Optimizer,
         num_epochs: int, scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
         loss_fn: nn.Module | None = None, checkpoint: str | Path | None = None,
-        max_seconds: float | None = None, metric: str = "balanced_accuracy", progress: bool = True) -> list[dict]:
+        max_seconds: float | None = None, metric: str = "balanced_accuracy", progress: bool = True,
+        amp: bool = False) -> list[dict]:
     """Train for ``num_epochs``, evaluating each epoch; keep the best weights; resume from ``checkpoint``.
 
     The scheduler (if any) steps after every batch. With ``checkpoint``, the state is saved after each
     epoch, so an interrupted run (Kernel -> Interrupt, a closed laptop) continues where it stopped when
     the cell is run again. ``max_seconds`` stops after the epoch that crosses the time budget. At the end,
-    the model holds the weights of its best epoch by ``metric`` on the validation set.
-    Introduced in ``03_replacing_the_head.ipynb``.
+    the model holds the weights of its best epoch by ``metric`` on the validation set (or of its last
+    epoch when ``val_loader`` is None). ``amp`` trains under ``mixed_precision`` (bfloat16 where the
+    hardware is fast at it). Introduced in ``03_replacing_the_head.ipynb``.
     """
     device = next(model.parameters()).device
     loss_fn = loss_fn or nn.CrossEntropyLoss()
@@ -115,7 +118,8 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
             total, count = 0.0, 0
             for x, y in train_loader:
                 x, y = x.to(device), y.to(device)
-                loss = loss_fn(model(x), y)
+                with mixed_precision(device) if amp else contextlib.nullcontext():
+                    loss = loss_fn(model(x).float(), y)
                 optimizer.zero_grad()
                 loss.backward()
                 optimizer.step()
@@ -123,14 +127,16 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader, opti
                     scheduler.step()
                 total, count = total + loss.item() * len(y), count + len(y)
                 bar.update()
-            row = {"epoch": epoch + 1, "train_loss": total / count, **evaluate(model, val_loader),
+            row = {"epoch": epoch + 1, "train_loss": total / count,
+                   **(evaluate(model, val_loader) if val_loader is not None else {metric: float(epoch)}),
                    "seconds": time.perf_counter() - start}
             history.append(row)
             if row[metric] > best["score"]:
                 best = {"score": row[metric], "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
             if path is not None:
                 _save(path, model, optimizer, scheduler, history, best)
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", **{metric: f"{row[metric]:.3f}"})
+            shown = {metric: f"{row[metric]:.3f}"} if val_loader is not None else {}
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", **shown)
             if max_seconds is not None and row["seconds"] > max_seconds:
                 break
     except KeyboardInterrupt:

@@ -52,6 +52,14 @@ def load_elpv() -> SolarCells:
     return SolarCells(images, prob, (prob >= 0.5).astype(np.int64), np.array([t for _, _, t in rows]))
 
 
+def elpv_file(index: int) -> Path:
+    """The PNG file of cell number ``index`` in the asset (the order of ``load_elpv``)."""
+    root = asset_path("elpv")
+    with open(root / "labels.csv") as f:
+        rows = [line.split() for line in f.read().splitlines() if line.strip()]
+    return root / rows[index][0]
+
+
 def elpv_splits(labels: np.ndarray, n_train: int = 800, n_val: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
     """Index splits of the cells: a fixed test set of 656 (the paper's 25%), a fixed validation set,
     and ``n_train`` training cells drawn from the rest with ``seed``; all stratified by label.

@@ -47,3 +47,38 @@ def test_feature_maps_and_activation_maximisation():
     for robust in (False, True):
         images = activation_maximisation(model, "features.3", [0, 1], robust=robust, size=32, steps=3)
         assert images.shape == (2, 32, 32, 3) and images.min() >= 0 and images.max() <= 1
+
+
+def test_top_blocks_and_frozen_batchnorm_match_the_full_model():
+    from torchvision.ops import FrozenBatchNorm2d
+
+    from course_utils.models import freeze, freeze_batchnorm, load_mobilenet_v2, top_blocks
+
+    model = load_mobilenet_v2(num_classes=2).eval()
+    x = torch.randn(2, 3, 64, 64)
+    below = model.features[:-3](x)
+    assert torch.allclose(top_blocks(model, 3).eval()(below), model(x), atol=1e-5)  # same weights, same output
+    freeze(model.features[:-3])
+    assert all(p.requires_grad for p in top_blocks(model, 3).parameters())
+    expected = model(x)
+    frozen = freeze_batchnorm(model).train()  # train mode: a real BatchNorm would use the batch's statistics
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in frozen.modules())
+    assert any(isinstance(m, FrozenBatchNorm2d) for m in frozen.modules())
+    assert torch.allclose(frozen.eval()(x), expected, atol=1e-5)
+
+
+def test_gradcam_shape_and_range():
+    from course_utils.features import gradcam
+    from course_utils.models import load_mobilenet_v2
+
+    model = load_mobilenet_v2(num_classes=2)
+    heat = gradcam(model, model.features[-1], torch.randn(3, 3, 96, 96), target=1)
+    assert heat.shape == (3, 96, 96)
+    assert heat.min() >= 0 and heat.max() <= 1 + 1e-6
+
+
+def test_show_heatmaps_returns_an_image():
+    from course_utils.viz import show_heatmaps
+
+    shown = show_heatmaps(np.zeros((3, 32, 32), np.uint8), np.random.rand(3, 32, 32), ["a", "b", "c"])
+    assert shown.data[:2] == b"\xff\xd8"  # a JPEG

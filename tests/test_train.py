@@ -122,3 +122,19 @@ def test_trainable_summary(capsys):
 def test_scores():
     s = scores(np.array([0, 0, 0, 1]), np.array([0, 0, 0, 0]))
     assert s["accuracy"] == 0.75 and s["balanced_accuracy"] == 0.5 and s["f1"] == 0.0
+
+
+def test_fit_without_validation_keeps_the_last_epoch():
+    model, train, _ = setup_fit()
+    history = fit(model, train, None, torch.optim.SGD(model.parameters(), lr=0.5), num_epochs=3, progress=False)
+    assert len(history) == 3
+    last = {k: v.clone() for k, v in model.state_dict().items()}
+    fit(model, train, None, torch.optim.SGD(model.parameters(), lr=0.0), num_epochs=1, progress=False)
+    assert all(torch.equal(last[k], v) for k, v in model.state_dict().items())
+
+
+def test_fit_with_mixed_precision_learns():
+    model, train, val = setup_fit()
+    fit(model, train, val, torch.optim.SGD(model.parameters(), lr=0.5), num_epochs=5, progress=False, amp=True)
+    assert evaluate(model, val)["balanced_accuracy"] > 0.9
+    assert model.weight.dtype == torch.float32  # autocast leaves the weights in float32

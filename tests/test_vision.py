@@ -5,8 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from course_utils.vision import (ImageInputError, check_folder, elpv_splits, few_labels, load_elpv, load_folder,
-                                 paper_split, read_image, resize, to_input)
+from course_utils.vision import (ImageInputError, check_folder, elpv_file, elpv_splits, few_labels, load_elpv,
+                                 load_folder, paper_split, read_image, resize, to_input)
 
 
 def test_elpv_counts_and_splits():
@@ -22,6 +22,8 @@ def test_elpv_counts_and_splits():
     assert not (other["train"] == splits["train"]).all()
     paper = paper_split(cells.labels)
     assert len(paper["train"]) == 1968 and (paper["test"] == splits["test"]).all()
+    from PIL import Image
+    assert (np.asarray(Image.open(elpv_file(7)).convert("L")) == cells.images[7]).all()  # files in load_elpv's order
 
 
 def test_few_labels_is_balanced_and_seeded():
