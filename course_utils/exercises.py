@@ -24,6 +24,17 @@ ____ = _Blank()  # noqa: E305 - the name learners see in a blank exercise cell
 NOT_ATTEMPTED = "Not attempted yet: replace ____ with your answer, then run the cell again."
 
 
+def _has_blank(answer: Any) -> bool:
+    """True when the answer is ``____`` or holds it (a tuple, list or dict with a part not filled in)."""
+    if isinstance(answer, _Blank):
+        return True
+    if isinstance(answer, (tuple, list)):
+        return any(isinstance(part, _Blank) for part in answer)
+    if isinstance(answer, dict):
+        return any(isinstance(part, _Blank) for part in answer.values())
+    return False
+
+
 @dataclass
 class Question:
     """One exercise: ``checker(answer)`` returns None when right, else the feedback sentence."""
@@ -35,7 +46,7 @@ class Question:
 
     def feedback(self, answer: Any) -> str:
         """The feedback text for ``answer``, as ``check()`` prints it."""
-        if answer is ____ or isinstance(answer, _Blank):
+        if _has_blank(answer):
             return f"{self.name}: {NOT_ATTEMPTED}"
         try:
             problem = self.checker(answer)

@@ -50,3 +50,9 @@ def test_q2_reference_and_wrong_answers(questions):
 def test_a_crashing_answer_gets_feedback_not_a_traceback(questions):
     q1, _ = questions
     assert "checking your answer raised TypeError" in q1.feedback(42)
+
+
+def test_a_blank_inside_a_tuple_or_dict_says_not_attempted(questions):
+    q1, _ = questions
+    for answer in [(____, [1, 2]), [1, ____], {"train": ____}]:
+        assert "Not attempted yet" in q1.feedback(answer)
