@@ -128,10 +128,10 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
                 total, count = total + loss.item() * len(y), count + len(y)
                 bar.update()
             row = {"epoch": epoch + 1, "train_loss": total / count,
-                   **(evaluate(model, val_loader) if val_loader is not None else {metric: float(epoch)}),
+                   **(evaluate(model, val_loader) if val_loader is not None else {}),
                    "seconds": time.perf_counter() - start}
             history.append(row)
-            if row[metric] > best["score"]:
+            if val_loader is not None and row[metric] > best["score"]:
                 best = {"score": row[metric], "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
             if path is not None:
                 _save(path, model, optimizer, scheduler, history, best)

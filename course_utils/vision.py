@@ -44,20 +44,23 @@ def load_elpv() -> SolarCells:
     Introduced in ``02_what_networks_learn.ipynb``.
     """
     root = asset_path("elpv")
-    with open(root / "labels.csv") as f:
-        rows = [line.split() for line in f.read().splitlines() if line.strip()]
+    rows = _elpv_rows(root)
     images = cached_array("elpv", "images", cache_key(ASSETS["elpv"].sha256),
                           lambda: np.stack([np.asarray(Image.open(root / path).convert("L")) for path, _, _ in rows]))
     prob = np.array([float(p) for _, p, _ in rows])
     return SolarCells(images, prob, (prob >= 0.5).astype(np.int64), np.array([t for _, _, t in rows]))
 
 
+def _elpv_rows(root: Path) -> list[list[str]]:
+    """The rows of the dataset's labels.csv: image path, defect probability, cell type."""
+    with open(root / "labels.csv") as f:
+        return [line.split() for line in f.read().splitlines() if line.strip()]
+
+
 def elpv_file(index: int) -> Path:
     """The PNG file of cell number ``index`` in the asset (the order of ``load_elpv``)."""
     root = asset_path("elpv")
-    with open(root / "labels.csv") as f:
-        rows = [line.split() for line in f.read().splitlines() if line.strip()]
-    return root / rows[index][0]
+    return root / _elpv_rows(root)[index][0]
 
 
 def elpv_splits(labels: np.ndarray, n_train: int = 800, n_val: int = 200, seed: int = 0) -> dict[str, np.ndarray]:

@@ -12,17 +12,23 @@ from sklearn.metrics import ConfusionMatrixDisplay
 def show_images(images: np.ndarray, titles: list[str] | None = None, ncols: int = 8, size: float = 1.3,
                 cmap: str = "gray"):
     """A grid of images (grey or RGB) with optional titles, shown as a JPEG (photos compress badly as PNG)."""
-    nrows = int(np.ceil(len(images) / ncols))
+    fig, axes = _grid(len(images), titles, ncols, size)
+    for i, ax in enumerate(axes):
+        ax.imshow(images[i], cmap=cmap if np.ndim(images[i]) == 2 else None)
+    fig.tight_layout()
+    return as_jpeg(fig)
+
+
+def _grid(n: int, titles: list[str] | None, ncols: int, size: float) -> tuple[plt.Figure, list[plt.Axes]]:
+    """A figure of ``n`` titled, axis-free panels (room left for multi-line titles); returns the used axes."""
+    nrows = int(np.ceil(n / ncols))
     lines = max((t.count("\n") + 1 for t in titles), default=0) if titles is not None else 0
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.15 * lines) * nrows), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
-        if i < len(images):
-            ax.imshow(images[i], cmap=cmap if np.ndim(images[i]) == 2 else None)
-            if titles is not None:
-                ax.set_title(titles[i], fontsize=8)
-    fig.tight_layout()
-    return as_jpeg(fig)
+        if titles is not None and i < n:
+            ax.set_title(titles[i], fontsize=8)
+    return fig, list(axes.flat)[:n]
 
 
 def as_jpeg(fig: plt.Figure, quality: int = 85):
@@ -67,15 +73,10 @@ def plot_confusion(labels: np.ndarray, predicted: np.ndarray, class_names: list[
 def show_heatmaps(images: np.ndarray, heatmaps: np.ndarray, titles: list[str] | None = None, ncols: int = 6,
                   size: float = 1.8):
     """Grey images with a heatmap (0-1) laid over each, as a JPEG."""
-    nrows = int(np.ceil(len(images) / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.2), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if i < len(images):
-            ax.imshow(images[i], cmap="gray")
-            ax.imshow(heatmaps[i], cmap="jet", alpha=0.4, vmin=0, vmax=1,
-                      extent=(-0.5, images[i].shape[1] - 0.5, images[i].shape[0] - 0.5, -0.5))
-            if titles is not None:
-                ax.set_title(titles[i], fontsize=8)
+    fig, axes = _grid(len(images), titles, ncols, size)
+    for i, ax in enumerate(axes):
+        ax.imshow(images[i], cmap="gray")
+        ax.imshow(heatmaps[i], cmap="jet", alpha=0.4, vmin=0, vmax=1,
+                  extent=(-0.5, images[i].shape[1] - 0.5, images[i].shape[0] - 0.5, -0.5))
     fig.tight_layout()
     return as_jpeg(fig)

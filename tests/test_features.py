@@ -75,4 +75,3 @@ def test_gradcam_shape_and_range():
     heat = gradcam(model, model.features[-1], torch.randn(3, 3, 96, 96), target=1)
     assert heat.shape == (3, 96, 96)
     assert heat.min() >= 0 and heat.max() <= 1 + 1e-6
-

@@ -128,6 +128,7 @@ def test_fit_without_validation_keeps_the_last_epoch():
     model, train, _ = setup_fit()
     history = fit(model, train, None, torch.optim.SGD(model.parameters(), lr=0.5), num_epochs=3, progress=False)
     assert len(history) == 3
+    assert "balanced_accuracy" not in history[0]  # no validation, no made-up score
     last = {k: v.clone() for k, v in model.state_dict().items()}
     fit(model, train, None, torch.optim.SGD(model.parameters(), lr=0.0), num_epochs=1, progress=False)
     assert all(torch.equal(last[k], v) for k, v in model.state_dict().items())

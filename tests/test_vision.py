@@ -22,7 +22,6 @@ def test_elpv_counts_and_splits():
     assert not (other["train"] == splits["train"]).all()
     paper = paper_split(cells.labels)
     assert len(paper["train"]) == 1968 and (paper["test"] == splits["test"]).all()
-    from PIL import Image
     assert (np.asarray(Image.open(elpv_file(7)).convert("L")) == cells.images[7]).all()  # files in load_elpv's order
 
 
