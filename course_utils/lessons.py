@@ -42,25 +42,25 @@ LESSONS = [
 ]
 
 
-def colab_url(slug: str) -> str:
-    """The 'Open in Colab' address of a notebook."""
-    return f"https://colab.research.google.com/github/{REPO_SLUG}/blob/{BRANCH}/notebooks/{slug}.ipynb"
+def colab_url(slug: str, folder: str = "notebooks") -> str:
+    """The 'Open in Colab' address of a notebook (``folder="student"`` for its student copy)."""
+    return f"https://colab.research.google.com/github/{REPO_SLUG}/blob/{BRANCH}/{folder}/{slug}.ipynb"
 
 
-def binder_url(slug: str) -> str:
-    """The 'Launch Binder' address that opens a notebook in JupyterLab."""
-    return f"https://mybinder.org/v2/gh/{REPO_SLUG}/{BRANCH}?urlpath=lab/tree/notebooks/{slug}.ipynb"
+def binder_url(slug: str, folder: str = "notebooks") -> str:
+    """The 'Launch Binder' address that opens a notebook in JupyterLab (``folder="student"`` for its student copy)."""
+    return f"https://mybinder.org/v2/gh/{REPO_SLUG}/{BRANCH}?urlpath=lab/tree/{folder}/{slug}.ipynb"
 
 
-def nav_markdown(slug: str) -> str:
-    """The navigation line of a lesson: previous · contents · next, and the Colab and Binder badges."""
+def nav_markdown(slug: str, folder: str = "notebooks") -> str:
+    """The navigation line of a lesson: previous · contents · next, and badges that open the same copy."""
     slugs = [lesson.slug for lesson in LESSONS]
     i = slugs.index(slug)
     parts = [f"[← {slugs[i - 1]}]({slugs[i - 1]}.ipynb)" if i > 0 else "← (first lesson)",
              "[contents](00_start_here.ipynb#The-lessons)",
              f"[{slugs[i + 1]} →]({slugs[i + 1]}.ipynb)" if i + 1 < len(slugs) else "(last lesson) →"]
-    badges = (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(slug)}) "
-              f"[![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder_url(slug)})")
+    badges = (f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({colab_url(slug, folder)}) "
+              f"[![Launch Binder](https://mybinder.org/badge_logo.svg)]({binder_url(slug, folder)})")
     return " · ".join(parts) + "  \n" + badges
 
 
@@ -125,12 +125,15 @@ def execute(paths: list[Path], timeout: int = 900) -> dict[str, float]:
 STUDENT = REPO_ROOT / "student"
 
 
-def student_copy(nb):
-    """The student version of an instructor notebook: solution cells become their blanks, outputs cleared."""
+def student_copy(nb, slug: str):
+    """The student version of an instructor notebook: solution cells become their blanks, outputs cleared,
+    and the badges open the student copy, not the solutions."""
     import copy
 
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
+        if "nav" in cell.metadata.get("tags", []):
+            cell.source = nav_markdown(slug, "student")
         if cell.cell_type != "code":
             continue
         if "solution" in cell.metadata.get("tags", []):
@@ -149,7 +152,7 @@ def write_student_copies() -> list[Path]:
     STUDENT.mkdir(exist_ok=True)
     written = []
     for lesson in LESSONS:
-        nb = student_copy(nbformat.read(NOTEBOOKS / f"{lesson.slug}.ipynb", as_version=4))
+        nb = student_copy(nbformat.read(NOTEBOOKS / f"{lesson.slug}.ipynb", as_version=4), lesson.slug)
         path = STUDENT / f"{lesson.slug}.ipynb"
         nbformat.write(nb, path)
         written.append(path)

@@ -50,7 +50,7 @@ def test_navigation_links_point_to_existing_files(path):
 def test_student_copy_is_current(path):
     committed = STUDENT / path.name
     assert committed.is_file(), f"student/{path.name} is missing; run `python -m course_utils student`"
-    fresh = student_copy(nbformat.read(path, as_version=4))
+    fresh = student_copy(nbformat.read(path, as_version=4), path.stem)
     assert nbformat.read(committed, as_version=4).cells == fresh.cells, \
         f"student/{path.name} is out of date; run `python -m course_utils student`"
 

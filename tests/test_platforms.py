@@ -67,3 +67,15 @@ def test_notebooks_declare_the_plain_python3_kernel():
     for lesson in LESSONS:
         nb = nbformat.read(REPO / "notebooks" / f"{lesson.slug}.ipynb", as_version=4)
         assert nb.metadata.kernelspec.name == "python3"
+
+
+def test_student_badges_open_the_student_copies():
+    """A learner who opens a student copy on Colab or Binder must land in the student copy, not the solutions."""
+    for lesson in LESSONS:
+        for folder, other in (("student", "notebooks"), ("notebooks", "student")):
+            nb = nbformat.read(REPO / folder / f"{lesson.slug}.ipynb", as_version=4)
+            navs = [c.source for c in nb.cells if "nav" in c.metadata.get("tags", [])]
+            assert navs, f"{folder}/{lesson.slug} has no navigation cell"
+            for nav in navs:
+                assert colab_url(lesson.slug, folder) in nav and binder_url(lesson.slug, folder) in nav
+                assert f"/{other}/{lesson.slug}.ipynb" not in nav, f"{folder}/{lesson.slug} links to {other}/"
