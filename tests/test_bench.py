@@ -10,6 +10,7 @@ def test_measure_reports_time_and_peak_memory(tmp_path):
     result = bench.measure(NOTEBOOKS / "00_start_here.ipynb", tmp_path)
     assert "error" not in result, result
     assert result["seconds"] > 0 and result["peak_mb"] > 50  # the kernel imports torch
+    assert 50 < result["private_peak_mb"] < result["peak_mb"]  # the libraries' pages are not private
 
 
 def test_a_failing_lesson_is_reported_not_raised(tmp_path):
@@ -22,6 +23,36 @@ def test_a_failing_lesson_is_reported_not_raised(tmp_path):
 
 
 def test_table_row_format():
-    row = {"lesson": "05_x", "device": "cpu (2 threads)", "cold": {"seconds": 250.0, "peak_mb": 2900.0},
-           "warm": {"seconds": 60.0, "peak_mb": 2500.0}}
-    assert bench.format_row(row) == "05_x                         cold    250 s  2900 MB   warm     60 s  2500 MB   cpu (2 threads)"
+    row = {"lesson": "05_x", "device": "cpu (2 threads)",
+           "cold": {"seconds": 250.0, "peak_mb": 2900.0, "private_peak_mb": 1400.0},
+           "warm": {"seconds": 60.0, "peak_mb": 2500.0, "private_peak_mb": None}}
+    assert bench.format_row(row) == ("05_x                         cold    250 s  2900 MB (1400 MB private)   "
+                                     "warm     60 s  2500 MB (    n/a private)   cpu (2 threads)")
+
+
+def test_no_bf16_switch_turns_bfloat16_off(monkeypatch):
+    import torch
+
+    from course_utils import env
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setenv("COURSE_BF16", "1")
+    assert env.bf16_is_fast(torch.device("cuda"))
+    monkeypatch.setenv("COURSE_BF16", "0")
+    assert not env.bf16_is_fast(torch.device("cuda"))
+    assert not env.bf16_is_fast(torch.device("cpu"))
+
+
+def test_kernel_memory_sees_a_private_allocation():
+    import subprocess
+    import sys
+    import time
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; b = bytearray(300 * 2**20); time.sleep(3)"])
+    try:
+        memory = bench.KernelMemory(child.pid, interval=0.05)
+        time.sleep(1.5)
+        memory.stop()
+    finally:
+        child.kill()
+    assert memory.result["private_peak_mb"] > 300 and memory.result["peak_mb"] > 300
