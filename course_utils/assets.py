@@ -150,6 +150,21 @@ def is_complete(asset: Asset, folder: Path) -> bool:
     return folder.is_dir() and any(folder.iterdir())
 
 
+def shown(path: str | Path) -> str:
+    """A path as a reader should see it: relative to the course, inside site-packages, or from ~.
+
+    Printed paths end up in committed notebook outputs, so they must not show one machine's folders.
+    """
+    import sysconfig
+
+    path = Path(path).expanduser().absolute()
+    for base, label in ((REPO_ROOT, ""), (Path(sysconfig.get_paths()["purelib"]), "<site-packages>/"),
+                        (Path.home(), "~/")):
+        if path.is_relative_to(base):
+            return label + (str(path.relative_to(base)) or ".")
+    return str(path)
+
+
 def data_dir() -> Path:
     """The folder for run-time files: ``$COURSE_DATA_DIR``, else the repository's ``data/``, else ~/.cache."""
     if os.environ.get("COURSE_DATA_DIR"):

@@ -28,8 +28,21 @@ def get_device() -> torch.device:
     return torch.device("cpu")
 
 
+def model_device(model: torch.nn.Module) -> torch.device:
+    """Where a model's weights live: helpers send their inputs there and never move the model."""
+    tensor = next(iter(model.parameters()), None)
+    if tensor is None:
+        tensor = next(iter(model.buffers()), None)
+    return tensor.device if tensor is not None else torch.device("cpu")
+
+
 def bf16_is_fast(device: torch.device) -> bool:
-    """True where bfloat16 maths is fast: GPUs that support it, and CPUs with Intel AMX units."""
+    """True where bfloat16 maths is fast: GPUs that support it, and CPUs with Intel AMX units.
+
+    ``COURSE_BF16=0`` turns it off everywhere, to measure the lessons as a laptop without AMX runs them.
+    """
+    if os.environ.get("COURSE_BF16", "1") == "0":
+        return False
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type == "cpu":

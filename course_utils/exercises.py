@@ -67,11 +67,6 @@ class Question:
         print(f"{self.name} solution:\n{self.solution_text}")
 
 
-def count_trainable(model) -> int:
-    """The number of parameters that will be updated by training."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
 def _ids_checker(tokenizer, text: str) -> Callable[[Any], str | None]:
     """Checker: ``answer`` must be the input ids the tokenizer gives ``text``, special tokens included."""
     expected = list(tokenizer(text)["input_ids"])

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -11,8 +13,8 @@ from torch import nn
 from torchvision.models.feature_extraction import create_feature_extractor
 
 from course_utils.data import cache_key, cache_path, cached_array
-from course_utils.env import get_device
-from course_utils.vision import to_input
+from course_utils.env import model_device
+from course_utils.vision import DIHEDRAL, dihedral, to_input
 
 
 def fingerprint(model: nn.Module, prefixes: tuple[str, ...] = ("",)) -> str:
@@ -31,21 +33,34 @@ def images_fingerprint(images: np.ndarray) -> str:
     return hashlib.sha256(np.ascontiguousarray(images).data).hexdigest()[:16]
 
 
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[nn.Module]:
+    """Put every layer of ``model`` in eval mode for a while, then give each back the mode it had."""
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        yield model
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
 @torch.no_grad()
 def pooled_features(model: nn.Module, images: np.ndarray, size: int, nodes: list[str] | None = None,
-                    batch_size: int = 64) -> dict[str, np.ndarray]:
+                    batch_size: int = 32) -> dict[str, np.ndarray]:
     """Global-average-pooled activations at ``nodes`` (default: the end of ``features``), one row per image.
 
-    Introduced in ``02_what_networks_learn.ipynb``.
+    The images go to the model's device; the model stays where it is. Introduced in ``02_what_networks_learn.ipynb``.
     """
-    device = get_device()
+    device = model_device(model)
     nodes = nodes or ["features"]
-    extractor = create_feature_extractor(model, return_nodes=nodes).to(device).eval()
+    extractor = create_feature_extractor(model, return_nodes=nodes)  # shares the model's weights
     out: dict[str, list[np.ndarray]] = {n: [] for n in nodes}
-    for start in range(0, len(images), batch_size):
-        x = to_input(images[start:start + batch_size], size).to(device)
-        for name, act in extractor(x).items():
-            out[name].append(act.float().mean(dim=(2, 3)).cpu().numpy())
+    with evaluating(model):
+        for start in range(0, len(images), batch_size):
+            x = to_input(images[start:start + batch_size], size).to(device)
+            for name, act in extractor(x).items():
+                out[name].append(act.float().mean(dim=(2, 3)).cpu().numpy())
     return {n: np.concatenate(v) for n, v in out.items()}
 
 
@@ -68,17 +83,18 @@ def cached_features(model: nn.Module, images: np.ndarray, size: int, nodes: list
 
 @torch.no_grad()
 def feature_maps(model: nn.Module, image: torch.Tensor, nodes: list[str]) -> dict[str, torch.Tensor]:
-    """The activation maps (channels, height, width) at each of ``nodes`` for one preprocessed image (3, H, W).
+    """The activation maps (channels, height, width), on the CPU, at each of ``nodes`` for one image (3, H, W).
 
     Introduced in ``02_what_networks_learn.ipynb``.
     """
     extractor = create_feature_extractor(model, return_nodes=nodes).eval()
-    return {n: a[0] for n, a in extractor(image[None]).items()}
+    return {n: a[0].cpu() for n, a in extractor(image[None].to(model_device(model))).items()}
 
 
 def _decorrelated_image(params: torch.Tensor, size: int) -> torch.Tensor:
     """Fourier coefficients -> an image whose low frequencies dominate (Olah et al. 2017's parameterisation)."""
-    freqs = torch.sqrt(torch.fft.fftfreq(size)[:, None] ** 2 + torch.fft.rfftfreq(size)[None, :] ** 2)
+    fy, fx = torch.fft.fftfreq(size, device=params.device), torch.fft.rfftfreq(size, device=params.device)
+    freqs = torch.sqrt(fy[:, None] ** 2 + fx[None, :] ** 2)
     scale = 1.0 / torch.clamp(freqs, min=1.0 / size)  # 1/f: equal energy per frequency band
     spectrum = torch.complex(params[..., 0], params[..., 1]) * scale
     return torch.fft.irfft2(spectrum, s=(size, size), norm="ortho")
@@ -95,19 +111,20 @@ def activation_maximisation(model: nn.Module, node: str, channels: list[int], ro
     extractor = create_feature_extractor(model, return_nodes=[node]).eval()
     for p in extractor.parameters():
         p.requires_grad_(False)
-    generator = torch.Generator().manual_seed(seed)
+    device = model_device(model)
+    generator = torch.Generator().manual_seed(seed)  # on the CPU: the same images on every device
     n = len(channels)
     if robust:
-        params = (0.01 * torch.randn(n, 3, size, size // 2 + 1, 2, generator=generator)).requires_grad_()
+        params = (0.01 * torch.randn(n, 3, size, size // 2 + 1, 2, generator=generator)).to(device).requires_grad_()
     else:
-        params = (0.1 * torch.randn(n, 3, size, size, generator=generator)).requires_grad_()
+        params = (0.1 * torch.randn(n, 3, size, size, generator=generator)).to(device).requires_grad_()
 
     def render() -> torch.Tensor:
         raw = _decorrelated_image(params, size) * 2.0 if robust else params
         return torch.sigmoid(raw)  # keeps pixels in 0-1
 
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
     optimizer = torch.optim.Adam([params], lr=lr)
     pick = torch.arange(n)
     for _ in range(steps):
@@ -117,25 +134,17 @@ def activation_maximisation(model: nn.Module, node: str, channels: list[int], ro
             image = torch.roll(F.pad(image, (12, 12, 12, 12), mode="reflect"), shifts=(dx, dy), dims=(2, 3))
             factor = float(torch.empty(1).uniform_(0.9, 1.1, generator=generator))
             image = F.interpolate(image, scale_factor=factor, mode="bilinear", align_corners=False)
-        act = extractor((image - mean) / std)[node]
+        act = extractor(((image - mean) / std).contiguous(memory_format=torch.channels_last))[node]
         loss = -act[pick, channels].mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-    return render().detach().permute(0, 2, 3, 1).numpy()
-
-
-DIHEDRAL = [(turns, flip) for flip in (False, True) for turns in range(4)]  # the 8 flips and quarter turns
-
-
-def dihedral(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
-    """Images (N, C, H, W) flipped left-right (if ``flip``) and turned by ``turns`` quarter turns."""
-    return torch.rot90(x.flip(-1) if flip else x, turns, dims=(-2, -1))
+    return render().detach().permute(0, 2, 3, 1).cpu().numpy()
 
 
 @torch.no_grad()
 def frozen_activations(model: nn.Module, images: np.ndarray, size: int, node: str, views: int = 8,
-                       batch_size: int = 64) -> np.ndarray:
+                       batch_size: int = 32) -> np.ndarray:
     """Activation maps at ``node`` (views, N, C, H, W, float16) for the first ``views`` dihedral views of each image.
 
     Frozen layers give the same output for the same input, so a fine-tuning run that trains only the
@@ -143,15 +152,16 @@ def frozen_activations(model: nn.Module, images: np.ndarray, size: int, node: st
     are exact flips and quarter turns of the *input*, so they still serve as augmentation.
     Introduced in ``04_fine_tuning_images.ipynb``.
     """
-    device = get_device()
-    extractor = create_feature_extractor(model, return_nodes=[node]).to(device).eval()
+    device = model_device(model)
+    extractor = create_feature_extractor(model, return_nodes=[node])  # shares the model's weights
     out = []
-    for turns, flip in DIHEDRAL[:views]:
-        maps = []
-        for start in range(0, len(images), batch_size):
-            x = dihedral(to_input(images[start:start + batch_size], size), turns, flip).to(device)
-            maps.append(extractor(x)[node].to(torch.float16).cpu().numpy())
-        out.append(np.concatenate(maps))
+    with evaluating(model):
+        for turns, flip in DIHEDRAL[:views]:
+            maps = []
+            for start in range(0, len(images), batch_size):
+                x = dihedral(to_input(images[start:start + batch_size], size), turns, flip).to(device)
+                maps.append(extractor(x)[node].to(torch.float16).cpu().numpy())
+            out.append(np.concatenate(maps))
     return np.stack(out)
 
 
@@ -171,7 +181,8 @@ def gradcam(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, target: in
     from captum.attr import LayerAttribution, LayerGradCam
 
     model.eval()
+    inputs = inputs.to(model_device(model))
     cam = LayerGradCam(model, layer).attribute(inputs, target=target, relu_attributions=True)
     cam = LayerAttribution.interpolate(cam, tuple(inputs.shape[-2:]), interpolate_mode="bilinear")[:, 0]
     cam = cam.detach() / cam.detach().amax(dim=(1, 2), keepdim=True).clamp(min=1e-8)
-    return cam.numpy()
+    return cam.cpu().numpy()

@@ -12,7 +12,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision.models import mobilenet_v2
 
-from course_utils.vision import ImageInputError, to_input
+from course_utils.assets import shown
+from course_utils.env import model_device
+from course_utils.vision import ImageInputError, read_image, to_input
 
 
 def save_classifier(model: nn.Module, folder: str | Path, size: int, class_names: list[str]) -> Path:
@@ -55,7 +57,7 @@ class ImageClassifier:
         """Rebuild the model from ``config.json`` and load its safetensors weights (no pickle involved)."""
         folder = Path(folder)
         if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
-            raise ImageInputError(f"{folder} is not a saved classifier (config.json and model.safetensors expected): "
+            raise ImageInputError(f"{shown(folder)} is not a saved classifier (config.json and model.safetensors expected): "
                                   "save one with save_classifier().")
         config = json.loads((folder / "config.json").read_text())
         model = mobilenet_v2(weights=None, num_classes=len(config["class_names"]))
@@ -74,22 +76,11 @@ class ImageClassifier:
             raise ImageInputError(f"Image of {image.shape[1]}x{image.shape[0]} pixels is too small to inspect "
                                   f"(the model expects about {self.size}x{self.size}).")
         with torch.no_grad():
-            probs = torch.softmax(self.model(to_input(image[None], self.size)), dim=1)[0].tolist()
+            x = to_input(image[None], self.size).to(model_device(self.model))
+            probs = torch.softmax(self.model(x), dim=1)[0].tolist()
         best = int(np.argmax(probs))
         return Prediction(self.class_names[best], probs[best], dict(zip(self.class_names, probs)))
 
     def predict(self, path: str | Path) -> Prediction:
-        """Classify one image file, as a factory line would: any size, colour or grey."""
-        from PIL import Image, UnidentifiedImageError
-
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise ImageInputError(f"No image file at {path}. Check the path (it is relative to {Path.cwd()}).")
-        try:
-            with Image.open(path) as img:
-                if img.mode not in ("L", "I;16", "I", "RGB", "RGBA", "P"):
-                    raise ImageInputError(f"{path} has colour mode {img.mode}; save it as grey or RGB PNG/JPEG.")
-                grey = np.asarray(img.convert("L"))
-        except (UnidentifiedImageError, OSError) as exc:
-            raise ImageInputError(f"{path} is not an image Pillow can read ({type(exc).__name__}).") from None
-        return self.predict_array(grey)
+        """Classify one image file, as a factory line would: any size, colour or grey (read as grey)."""
+        return self.predict_array(read_image(path))

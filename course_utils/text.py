@@ -9,13 +9,15 @@ import torch
 import transformers
 from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 from sklearn.model_selection import GroupShuffleSplit
+from safetensors.torch import load_file
 from transformers import (AutoModel, AutoModelForSequenceClassification, AutoTokenizer,
-                          DataCollatorWithPadding, PrinterCallback, Trainer, TrainingArguments)
+                          DataCollatorWithPadding, PrinterCallback, Trainer, TrainerState, TrainingArguments)
 
-from course_utils.assets import ASSETS, asset_file, data_dir
+from course_utils.assets import ASSETS, asset_file, data_dir, shown
 from course_utils.data import cache_key, cached_array
 from course_utils.env import bf16_is_fast, get_device
 from course_utils.models import minilm_path
+from course_utils.train import predict_proba
 
 LABELS = ["rotten", "fresh"]
 MAX_LENGTH = 64  # covers more than 99% of the snippets (measured in lesson 05)
@@ -132,6 +134,25 @@ def make_trainer(model, train: Dataset, eval_dataset: Dataset | None, tokenizer,
     return trainer
 
 
+def train_or_reuse(trainer: Trainer, folder: Path) -> Trainer:
+    """``trainer.train()``, then save the weights and the training log in ``folder``; when ``folder``
+    already holds a finished run, load those instead of training again (a re-run of the lesson).
+
+    Name ``folder`` after everything the run depends on (``data.cache_key``), so a changed setting trains anew.
+    """
+    state_file = Path(folder) / "trainer_state.json"
+    if state_file.is_file():
+        trainer.model.load_state_dict(load_file(Path(folder) / "model.safetensors"))
+        trainer.state = TrainerState.load_from_json(str(state_file))
+        print(f"Reused the finished run saved in {shown(folder)} (delete it to train again).")
+        return trainer
+    trainer.train()
+    trainer.save_model(str(folder))  # safetensors weights and config
+    trainer.state.save_to_json(str(state_file))  # written last: its presence means the run finished
+    trainer.optimizer = trainer.lr_scheduler = None  # AdamW's state (twice the weights) is not needed any more
+    return trainer
+
+
 def add_lengths(ds: DatasetDict) -> DatasetDict:
     """A 'length' column (tokens per review), and evaluation splits sorted by it: less padding, faster."""
     ds = ds.map(lambda batch: {"length": [len(ids) for ids in batch["input_ids"]]}, batched=True)
@@ -139,17 +160,14 @@ def add_lengths(ds: DatasetDict) -> DatasetDict:
                         for name, split in ds.items()})
 
 
-@torch.inference_mode()
-def predict_proba(model, tokenizer, texts: list[str], batch_size: int = 128) -> np.ndarray:
-    """Class probabilities of a sequence classifier for each text, shape (len(texts), num_labels)."""
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(texts[start:start + batch_size], padding=True, truncation=True,
-                          max_length=MAX_LENGTH, return_tensors="pt").to(device)
-        out.append(model(**batch).logits.softmax(-1).cpu().numpy())
-    return np.concatenate(out)
+def predict_texts(model, tokenizer, texts: list[str], batch_size: int = 128) -> np.ndarray:
+    """Class probabilities of a sequence classifier for each text, shape (len(texts), num_labels).
+
+    ``train.predict_proba`` over batches of tokenized texts (the same loop as for images).
+    """
+    batches = (tokenizer(texts[start:start + batch_size], padding=True, truncation=True, max_length=MAX_LENGTH,
+                         return_tensors="pt") for start in range(0, len(texts), batch_size))
+    return predict_proba(model, batches)
 
 
 def describe_prediction(model, tokenizer, text: str) -> str:
@@ -158,7 +176,7 @@ def describe_prediction(model, tokenizer, text: str) -> str:
     if not text:
         return "Type a sentence first: an empty review has nothing to classify."
     n_tokens = len(tokenizer(text)["input_ids"])
-    probs = predict_proba(model, tokenizer, [text])[0]
+    probs = predict_texts(model, tokenizer, [text])[0]
     label = model.config.id2label[int(probs.argmax())]
     note = (f" (only the first {MAX_LENGTH} of its {n_tokens} word pieces were read)"
             if n_tokens > MAX_LENGTH else "")

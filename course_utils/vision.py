@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 
-from course_utils.assets import ASSETS, asset_path
+from course_utils.assets import ASSETS, asset_path, shown
 from course_utils.data import cache_key, cached_array
 from course_utils.models import IMAGENET_MEAN, IMAGENET_STD
 
@@ -45,10 +45,18 @@ def load_elpv() -> SolarCells:
     """
     root = asset_path("elpv")
     rows = _elpv_rows(root)
-    images = cached_array("elpv", "images", cache_key(ASSETS["elpv"].sha256),
-                          lambda: np.stack([np.asarray(Image.open(root / path).convert("L")) for path, _, _ in rows]))
+    images = cached_array("elpv", "images", cache_key(ASSETS["elpv"].sha256), lambda: _decode(root, rows))
     prob = np.array([float(p) for _, p, _ in rows])
     return SolarCells(images, prob, (prob >= 0.5).astype(np.int64), np.array([t for _, _, t in rows]))
+
+
+def _decode(root: Path, rows: list[list[str]]) -> np.ndarray:
+    """Decode every cell into one preallocated array (no second copy of 236 MB while stacking)."""
+    images = np.empty((len(rows), 300, 300), np.uint8)
+    for i, (path, _, _) in enumerate(rows):
+        with Image.open(root / path) as img:
+            images[i] = np.asarray(img.convert("L"))
+    return images
 
 
 def _elpv_rows(root: Path) -> list[list[str]]:
@@ -95,7 +103,7 @@ def few_labels(labels: np.ndarray, per_class: int, seed: int) -> np.ndarray:
 
 
 def to_input(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
-    """uint8 images (N, H, W) or (N, H, W, 3) -> float (N, 3, size, size), ImageNet-normalised."""
+    """uint8 images (N, H, W) or (N, H, W, 3) -> float (N, 3, size, size), ImageNet-normalised, channels-last."""
     if isinstance(images, np.ndarray) and not images.flags.writeable:
         images = images.copy()  # torch wants to own writable memory
     x = torch.as_tensor(images)
@@ -113,14 +121,29 @@ def to_input(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
     mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+    # channels-last memory: the same numbers, laid out as convolutions on a CPU like them (1.6x faster here)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 
 
-def resize(images: np.ndarray, size: int) -> np.ndarray:
-    """Grey uint8 images resized once to ``size`` x ``size`` (so training never decodes or resizes again)."""
-    x = torch.as_tensor(images).unsqueeze(1).float()
-    x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    return x.round().clamp(0, 255).to(torch.uint8).squeeze(1).numpy()
+DIHEDRAL = [(turns, flip) for flip in (False, True) for turns in range(4)]  # the 8 flips and quarter turns
+
+
+def dihedral(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    """Images (..., H, W) flipped left-right (if ``flip``) and turned by ``turns`` quarter turns."""
+    return torch.rot90(x.flip(-1) if flip else x, turns, dims=(-2, -1))
+
+
+def resize(images: np.ndarray, size: int, batch_size: int = 256) -> np.ndarray:
+    """Grey uint8 images resized once to ``size`` x ``size`` (so training never decodes or resizes again).
+
+    Works through the images a batch at a time: a float copy of all 2,624 cells would take 1 GB.
+    """
+    out = np.empty((len(images), size, size), np.uint8)
+    for start in range(0, len(images), batch_size):
+        x = torch.as_tensor(np.ascontiguousarray(images[start:start + batch_size])).unsqueeze(1).float()
+        x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        out[start:start + batch_size] = x.round().clamp(0, 255).to(torch.uint8).squeeze(1).numpy()
+    return out
 
 
 def check_folder(root: str | Path) -> list[str]:
@@ -132,16 +155,16 @@ def check_folder(root: str | Path) -> list[str]:
     if not root.is_dir():
         parent = root.parent if root.parent.is_dir() else None
         near = difflib.get_close_matches(root.name, [p.name for p in parent.iterdir()], n=1) if parent else []
-        hint = f" Did you mean {parent / near[0]}?" if near else " Check the spelling, or give an absolute path."
-        raise ImageInputError(f"No folder at {root}.{hint}")
+        hint = f" Did you mean {shown(parent / near[0])}?" if near else " Check the spelling, or give an absolute path."
+        raise ImageInputError(f"No folder at {shown(root)}.{hint}")
     classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
-        raise ImageInputError(f"{root} needs one sub-folder per class (at least two), found {len(classes)}: "
+        raise ImageInputError(f"{shown(root)} needs one sub-folder per class (at least two), found {len(classes)}: "
                               "put each class's images in its own folder, e.g. good/ and bad/.")
     suffixes = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
     for name in classes:
         if not any(p.suffix.lower() in suffixes for p in (root / name).iterdir()):
-            raise ImageInputError(f"Class folder {root / name} has no images ({', '.join(sorted(suffixes))}): "
+            raise ImageInputError(f"Class folder {shown(root / name)} has no images ({', '.join(sorted(suffixes))}): "
                                   "add some, or remove the folder.")
     return classes
 
@@ -162,14 +185,16 @@ def load_folder(root: str | Path, size: int = 300) -> tuple[np.ndarray, np.ndarr
     return np.stack(images), np.array(labels), classes
 
 
-def read_image(path: str | Path, size: int) -> np.ndarray:
-    """One image file -> grey uint8 ``size`` x ``size``, or ImageInputError naming the file."""
+def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
+    """One image file -> grey uint8 (resized to ``size`` x ``size`` if given), or ImageInputError naming the file."""
     path = Path(path).expanduser()
     if not path.is_file():
-        raise ImageInputError(f"No image file at {path}. Check the path (it is relative to {Path.cwd()}).")
+        raise ImageInputError(f"No image file at {shown(path)}. Check the path "
+                              f"(a relative path starts from {shown(Path.cwd())}).")
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("L").resize((size, size), Image.BILINEAR))
+            grey = img.convert("L")
+            return np.asarray(grey.resize((size, size), Image.BILINEAR) if size else grey)
     except (UnidentifiedImageError, OSError) as exc:
-        raise ImageInputError(f"{path} is not an image Pillow can read ({type(exc).__name__}): "
+        raise ImageInputError(f"{shown(path)} is not an image Pillow can read ({type(exc).__name__}): "
                               "use PNG, JPEG or TIFF.") from None

@@ -5,7 +5,7 @@ import pytest
 from transformers import pipeline
 
 from course_utils.text import (LABELS, MAX_LENGTH, describe_prediction, load_reviews, load_tokenizer,
-                               new_classifier, predict_proba, sample_indices)
+                               new_classifier, predict_texts, sample_indices)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +54,7 @@ def test_describe_prediction_handles_empty_and_long_text(model, tokenizer):
 
 def test_save_and_load_round_trip(model, tokenizer, tmp_path):
     texts = ["A gem of a film.", "Dull, dull, dull.", "It has moments."]
-    before = predict_proba(model, tokenizer, texts)
+    before = predict_texts(model, tokenizer, texts)
     model.save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     assert (tmp_path / "model.safetensors").is_file()
@@ -62,3 +62,20 @@ def test_save_and_load_round_trip(model, tokenizer, tmp_path):
     after = classify(texts)
     assert [LABELS[i] for i in before.argmax(1)] == [o["label"] for o in after]
     assert np.allclose(before.max(1), [o["score"] for o in after], atol=1e-5)
+
+
+def test_train_or_reuse_trains_once_then_loads_the_finished_run(reviews, tokenizer, tmp_path, capsys):
+    from course_utils.text import add_lengths, make_trainer, tokenize, train_or_reuse
+
+    data = add_lengths(tokenize(reviews, tokenizer))["train"].select(range(16))
+    first = make_trainer(new_classifier(seed=0), data, None, tokenizer, num_epochs=1, batch_size=8,
+                         output_dir=tmp_path / "out", quiet=True)
+    train_or_reuse(first, tmp_path / "run")
+    assert first.state.global_step == 2 and first.optimizer is None  # trained; AdamW's state freed
+    second = make_trainer(new_classifier(seed=1), data, None, tokenizer, num_epochs=1, batch_size=8,
+                          output_dir=tmp_path / "out", quiet=True)
+    train_or_reuse(second, tmp_path / "run")
+    assert "Reused the finished run" in capsys.readouterr().out
+    assert second.state.global_step == 2 and second.state.log_history == first.state.log_history
+    texts = ["A gem.", "Dull."]
+    assert np.allclose(predict_texts(first.model, tokenizer, texts), predict_texts(second.model, tokenizer, texts))

@@ -139,3 +139,15 @@ def test_fit_with_mixed_precision_learns():
     fit(model, train, val, torch.optim.SGD(model.parameters(), lr=0.5), num_epochs=5, progress=False, amp=True)
     assert evaluate(model, val)["balanced_accuracy"] > 0.9
     assert model.weight.dtype == torch.float32  # autocast leaves the weights in float32
+
+
+def test_random_dihedral_gives_one_of_the_eight_views():
+    from course_utils.train import RandomDihedral
+    from course_utils.vision import DIHEDRAL, dihedral
+
+    image = torch.arange(16.0).view(1, 4, 4)
+    views = [dihedral(image, turns, flip) for turns, flip in DIHEDRAL]
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8  # all different
+    torch.manual_seed(0)
+    seen = {tuple(RandomDihedral()(image).flatten().tolist()) for _ in range(200)}
+    assert seen == {tuple(v.flatten().tolist()) for v in views}

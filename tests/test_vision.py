@@ -80,3 +80,21 @@ def test_folder_problems_get_one_line(tmp_path):
 def test_error_renders_as_one_line_in_jupyter():
     err = ImageInputError("No folder at x.")
     assert err._render_traceback_() == ["ImageInputError: No folder at x."]
+
+
+def test_resize_in_batches_matches_one_pass():
+    import torch.nn.functional as F
+
+    images = np.random.default_rng(0).integers(0, 256, (7, 30, 30), dtype=np.uint8)
+    x = F.interpolate(torch.as_tensor(images).unsqueeze(1).float(), size=(12, 12), mode="bilinear",
+                      antialias=True, align_corners=False)
+    one_pass = x.round().clamp(0, 255).to(torch.uint8).squeeze(1).numpy()
+    assert (resize(images, 12, batch_size=3) == one_pass).all()
+
+
+def test_read_image_keeps_the_size_unless_asked(tmp_path):
+    from PIL import Image
+
+    Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(tmp_path / "colour.png")
+    assert read_image(tmp_path / "colour.png").shape == (20, 30)  # grey, as stored
+    assert read_image(tmp_path / "colour.png", 16).shape == (16, 16)
