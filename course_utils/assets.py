@@ -158,7 +158,7 @@ def shown(path: str | Path) -> str:
     import sysconfig
 
     path = Path(path).expanduser().absolute()
-    for base, label in ((REPO_ROOT, ""), (Path(sysconfig.get_paths()["purelib"]), "<site-packages>/"),
+    for base, label in ((Path(sysconfig.get_paths()["purelib"]), "<site-packages>/"), (REPO_ROOT, ""),
                         (Path.home(), "~/")):
         if path.is_relative_to(base):
             return label + (str(path.relative_to(base)) or ".")

@@ -22,17 +22,24 @@ def cache_path(folder: str, name: str, key: str) -> Path:
     return data_dir() / folder / f"{name}-{key}.npy"
 
 
-def cached_array(folder: str, name: str, key: str, compute: Callable[[], np.ndarray]) -> np.ndarray:
-    """Load ``data/<folder>/<name>-<key>.npy`` if present; otherwise compute it and save it."""
+def cached_array(folder: str, name: str, key: str, compute: Callable[[], np.ndarray],
+                 mmap: bool = False) -> np.ndarray:
+    """Load ``data/<folder>/<name>-<key>.npy`` if present; otherwise compute it and save it.
+
+    ``mmap=True`` returns a read-only view of the file: its pages are read from disk when used and, like
+    a library's, can be dropped again under memory pressure instead of counting as the kernel's own memory.
+    """
     path = cache_path(folder, name, key)
-    if path.is_file():
-        return np.load(path, allow_pickle=False)
-    array = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")  # written whole, then renamed: an interrupted run leaves no half file
-    np.save(tmp, array, allow_pickle=False)
-    tmp.replace(path)
-    return array
+    if not path.is_file():
+        array = compute()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npy")  # written whole, then renamed: an interrupted run leaves no half file
+        np.save(tmp, array, allow_pickle=False)
+        tmp.replace(path)
+        if not mmap:
+            return array
+        del array
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
 
 
 def cached_json(folder: str, name: str, key: str, compute: Callable[[], object]) -> object:

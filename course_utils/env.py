@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 import platform
 import random
@@ -15,8 +16,8 @@ PACKAGES = ("torch", "torchvision", "transformers", "datasets", "scikit-learn", 
 
 # The reference machine (2 CPU cores, no GPU): speed_test() took this many seconds there, and the
 # lessons took REFERENCE_MINUTES in all (measured with `python -m course_utils bench`).
-REFERENCE_SPEED_S = 0.24
-REFERENCE_MINUTES = 12.6
+REFERENCE_SPEED_S = 0.72  # a 2-core AMD EPYC without AVX-512 or AMX, 2026-11-25
+REFERENCE_MINUTES = 16.0
 
 
 def get_device() -> torch.device:
@@ -70,6 +71,18 @@ def versions() -> dict[str, str]:
     return found
 
 
+def release_freed_memory() -> None:
+    """Ask glibc's malloc (Linux) to give large freed blocks straight back to the system.
+
+    By default it keeps them for reuse, and with tensors of changing sizes (batches of different
+    lengths) a kernel's memory then grows to far more than it holds. A no-op elsewhere.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: big blocks get their own mapping
+    except (OSError, AttributeError):
+        pass
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch, and ask torch for deterministic algorithms."""
     random.seed(seed)
@@ -92,6 +105,7 @@ def small_figures() -> None:
 def setup(seed: int = 0, lesson: str | None = None, quiet: bool = False) -> torch.device:
     """Seed everything, set small figures, print versions, device and the lesson's time; return the device."""
     seed_everything(seed)
+    release_freed_memory()
     small_figures()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # avoids a fork warning in notebooks
     # Per-file bars (loading weights, mapping a dataset) are noise in a lesson; training bars stay.

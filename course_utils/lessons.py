@@ -29,16 +29,16 @@ class Lesson:
 LESSONS = [
     Lesson("00_start_here", "Start here", "what transfer learning is, the lesson map, a preflight check", 0.5),
     Lesson("01_doctor_to_lawyer", "From doctor to lawyer: the analogy as an experiment",
-           "a fair transfer vs scratch comparison, data-efficiency curves over seeds", 2.0),
+           "a fair transfer vs scratch comparison, data-efficiency curves over seeds", 3.0),
     Lesson("02_what_networks_learn", "What networks learn",
-           "filters, feature maps, activation maximisation, a linear probe at every depth", 1.5),
+           "filters, feature maps, activation maximisation, a linear probe at every depth", 2.0),
     Lesson("03_replacing_the_head", "Replacing the head",
-           "freezing, BatchNorm, a new head on cached features, evaluation, your own images", 2.0),
+           "freezing, BatchNorm, a new head on cached features, evaluation, your own images", 2.5),
     Lesson("04_fine_tuning_images", "Fine-tuning a pretrained CNN for factory inspection",
            "five strategies on 800 solar cells over seeds, cached activations, the paper's split, Grad-CAM, "
-           "shipping", 4.0),
+           "shipping", 4.5),
     Lesson("05_fine_tuning_language", "Fine-tuning a transformer on movie reviews",
-           "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 3.0),
+           "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 5.0),
 ]
 
 

@@ -62,6 +62,7 @@ def tokenize(ds: DatasetDict | Dataset, tokenizer, max_length: int = MAX_LENGTH)
 
 
 @torch.inference_mode()
+@torch.inference_mode()
 def embed(texts: list[str], device: torch.device | str = "cpu", batch_size: int = 128) -> np.ndarray:
     """Frozen MiniLM sentence embeddings: the mean of the last layer over real (non-padding) tokens."""
     device = torch.device(device)
@@ -150,6 +151,7 @@ def train_or_reuse(trainer: Trainer, folder: Path) -> Trainer:
     trainer.save_model(str(folder))  # safetensors weights and config
     trainer.state.save_to_json(str(state_file))  # written last: its presence means the run finished
     trainer.optimizer = trainer.lr_scheduler = None  # AdamW's state (twice the weights) is not needed any more
+    trainer.model.zero_grad(set_to_none=True)  # nor are the gradients
     return trainer
 
 

@@ -32,7 +32,7 @@ class ImageInputError(ValueError):
 class SolarCells:
     """The ELPV cells: images, defect probabilities, defective labels (p >= 0.5) and cell types."""
 
-    images: np.ndarray  # (2624, 300, 300) uint8, grey
+    images: np.ndarray  # (2624, 300, 300) uint8, grey, read-only (memory-mapped)
     defect_prob: np.ndarray  # 0, 1/3, 2/3 or 1, as rated by experts
     labels: np.ndarray  # 1 = defective (p >= 0.5), 0 = functional
     cell_type: np.ndarray  # "mono" or "poly"
@@ -45,7 +45,8 @@ def load_elpv() -> SolarCells:
     """
     root = asset_path("elpv")
     rows = _elpv_rows(root)
-    images = cached_array("elpv", "images", cache_key(ASSETS["elpv"].sha256), lambda: _decode(root, rows))
+    # Memory-mapped (read-only): 236 MB of pixels that the operating system can page in and out.
+    images = cached_array("elpv", "images", cache_key(ASSETS["elpv"].sha256), lambda: _decode(root, rows), mmap=True)
     prob = np.array([float(p) for _, p, _ in rows])
     return SolarCells(images, prob, (prob >= 0.5).astype(np.int64), np.array([t for _, _, t in rows]))
 
@@ -140,7 +141,7 @@ def resize(images: np.ndarray, size: int, batch_size: int = 256) -> np.ndarray:
     """
     out = np.empty((len(images), size, size), np.uint8)
     for start in range(0, len(images), batch_size):
-        x = torch.as_tensor(np.ascontiguousarray(images[start:start + batch_size])).unsqueeze(1).float()
+        x = torch.from_numpy(np.array(images[start:start + batch_size])).unsqueeze(1).float()  # a writable copy
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
         out[start:start + batch_size] = x.round().clamp(0, 255).to(torch.uint8).squeeze(1).numpy()
     return out
