@@ -53,3 +53,35 @@ def test_setup_keeps_figures_small():
     setup(seed=0, quiet=True)
     w, h = matplotlib.rcParams["figure.figsize"]
     assert w * matplotlib.rcParams["figure.dpi"] <= 600 and h <= w
+
+
+
+PROBE = """
+import sys, torch
+from pathlib import Path
+def anon():
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("RssAnon"))
+    return int(line.split()[1]) / 1024
+if sys.argv[1] == "1":
+    from course_utils.env import release_freed_memory
+    release_freed_memory()
+t = torch.ones(20 * 2**20 // 4); del t  # glibc's default then keeps blocks up to 20 MB for reuse
+before = anon()
+keep, blocks = [], []
+for i in range(20):  # 60 MB in blocks of 2-4 MB, with small tensors between them
+    blocks.append(torch.ones((2 + i % 3) * 2**20 // 4)); keep.append(torch.ones(64))
+del blocks
+print(anon() - before)
+"""
+
+
+def test_release_freed_memory_gives_freed_blocks_back():
+    """setup() tells glibc to return large freed blocks: a kernel's memory follows what it holds."""
+    import pytest
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc's malloc is Linux's")
+    kept = [float(subprocess.run([sys.executable, "-c", PROBE, flag], capture_output=True, text=True,
+                                 check=True).stdout) for flag in ("0", "1")]
+    assert kept[0] > 5, f"control: glibc's default should keep some of the freed 60 MB, kept {kept[0]:.0f} MB"
+    assert kept[1] < 2, f"after release_freed_memory, {kept[1]:.0f} MB of freed blocks were kept"
