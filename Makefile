@@ -32,7 +32,7 @@ lab: $(STAMP)
 # The lessons run first (strict nbval), so the student-copy and browser tests find warm caches.
 test: $(STAMP) chromium
 	$(PY) -m ruff check .
-	COURSE_OFFLINE=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -p no:cacheprovider -ra \
+	COURSE_OFFLINE=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -p no:cacheprovider -ra --durations=40 \
 	  notebooks tests --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	  --nbval-cell-timeout=600
 

@@ -72,13 +72,14 @@ def versions() -> dict[str, str]:
 
 
 def release_freed_memory() -> None:
-    """Ask glibc's malloc (Linux) to give large freed blocks straight back to the system.
+    """Give memory that Python and torch have freed back to the system (glibc's malloc_trim; Linux only).
 
-    By default it keeps them for reuse, and with tensors of changing sizes (batches of different
-    lengths) a kernel's memory then grows to far more than it holds. A no-op elsewhere.
+    glibc keeps freed blocks for reuse, and with tensors of changing sizes (batches of different
+    lengths) a kernel's memory grows far beyond what it holds. Called after big steps (a training run,
+    an embedding pass), so the next one starts from what is really in use. A no-op elsewhere.
     """
     try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD: big blocks get their own mapping
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
 
@@ -105,7 +106,6 @@ def small_figures() -> None:
 def setup(seed: int = 0, lesson: str | None = None, quiet: bool = False) -> torch.device:
     """Seed everything, set small figures, print versions, device and the lesson's time; return the device."""
     seed_everything(seed)
-    release_freed_memory()
     small_figures()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # avoids a fork warning in notebooks
     # Per-file bars (loading weights, mapping a dataset) are noise in a lesson; training bars stay.

@@ -11,11 +11,12 @@ from datasets import ClassLabel, Dataset, DatasetDict, load_dataset
 from sklearn.model_selection import GroupShuffleSplit
 from safetensors.torch import load_file
 from transformers import (AutoModel, AutoModelForSequenceClassification, AutoTokenizer,
-                          DataCollatorWithPadding, PrinterCallback, Trainer, TrainerState, TrainingArguments)
+                          DataCollatorWithPadding, PrinterCallback, Trainer, TrainerCallback, TrainerState,
+                          TrainingArguments)
 
 from course_utils.assets import ASSETS, asset_file, data_dir, shown
 from course_utils.data import cache_key, cached_array
-from course_utils.env import bf16_is_fast, get_device
+from course_utils.env import bf16_is_fast, get_device, release_freed_memory
 from course_utils.models import minilm_path
 from course_utils.train import predict_proba
 
@@ -78,6 +79,8 @@ def embed(texts: list[str], device: torch.device | str = "cpu", batch_size: int 
             hidden = model(**batch).last_hidden_state.float()
         mask = batch["attention_mask"].unsqueeze(-1)
         out[idx] = ((hidden * mask).sum(1) / mask.sum(1)).cpu().numpy()
+    del model
+    release_freed_memory()
     return out
 
 
@@ -110,15 +113,33 @@ def accuracy(eval_pred) -> dict[str, float]:
     return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
 
 
+class ReleaseFreedMemory(TrainerCallback):
+    """Every 10 steps and after each evaluation, hand memory that training freed back to the system.
+
+    Batches of different lengths leave freed blocks of every size behind; without this a run's memory
+    climbs by hundreds of MB that it does not use (see ``env.release_freed_memory``).
+    """
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % 10 == 0:
+            release_freed_memory()
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        release_freed_memory()
+
+
 def make_trainer(model, train: Dataset, eval_dataset: Dataset | None, tokenizer, seed: int = 0,
-                 num_epochs: float = 1, lr: float = 1e-4, batch_size: int = 32, eval_steps: int | None = None,
+                 num_epochs: float = 1, lr: float = 1e-4, batch_size: int = 16, eval_steps: int | None = None,
                  output_dir: Path | None = None, quiet: bool = False) -> Trainer:
-    """A standard Hugging Face Trainer: AdamW, warm-up then linear decay, batches grouped by length."""
+    """A standard Hugging Face Trainer: AdamW, warm-up then linear decay, batches grouped by length.
+
+    Batches of 16: the same speed per review as 32 on a CPU, and half the activations in memory.
+    """
     device = get_device()
     args = TrainingArguments(
         output_dir=str(output_dir or data_dir() / "checkpoints" / "minilm"),
         num_train_epochs=num_epochs, learning_rate=lr, weight_decay=0.01, warmup_steps=0.1,
-        per_device_train_batch_size=batch_size, per_device_eval_batch_size=128,
+        per_device_train_batch_size=batch_size, per_device_eval_batch_size=64,
         train_sampling_strategy="group_by_length",  # similar lengths together: little padding to compute
         eval_strategy="no" if eval_dataset is None else "steps" if eval_steps else "epoch",
         eval_steps=eval_steps, save_strategy="no",
@@ -129,7 +150,7 @@ def make_trainer(model, train: Dataset, eval_dataset: Dataset | None, tokenizer,
         dataloader_pin_memory=torch.cuda.is_available(), disable_tqdm=quiet, log_level="error")
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=eval_dataset,
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-                      compute_metrics=accuracy)
+                      compute_metrics=accuracy, callbacks=[ReleaseFreedMemory()])
     if quiet:
         trainer.remove_callback(PrinterCallback)  # it prints every log line once tqdm is off
     return trainer
@@ -152,6 +173,7 @@ def train_or_reuse(trainer: Trainer, folder: Path) -> Trainer:
     trainer.state.save_to_json(str(state_file))  # written last: its presence means the run finished
     trainer.optimizer = trainer.lr_scheduler = None  # AdamW's state (twice the weights) is not needed any more
     trainer.model.zero_grad(set_to_none=True)  # nor are the gradients
+    release_freed_memory()
     return trainer
 
 

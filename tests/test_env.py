@@ -62,21 +62,21 @@ from pathlib import Path
 def anon():
     line = next(x for x in Path("/proc/self/status").read_text().splitlines() if x.startswith("RssAnon"))
     return int(line.split()[1]) / 1024
-if sys.argv[1] == "1":
-    from course_utils.env import release_freed_memory
-    release_freed_memory()
 t = torch.ones(20 * 2**20 // 4); del t  # glibc's default then keeps blocks up to 20 MB for reuse
 before = anon()
 keep, blocks = [], []
 for i in range(20):  # 60 MB in blocks of 2-4 MB, with small tensors between them
     blocks.append(torch.ones((2 + i % 3) * 2**20 // 4)); keep.append(torch.ones(64))
 del blocks
+if sys.argv[1] == "1":
+    from course_utils.env import release_freed_memory
+    release_freed_memory()
 print(anon() - before)
 """
 
 
 def test_release_freed_memory_gives_freed_blocks_back():
-    """setup() tells glibc to return large freed blocks: a kernel's memory follows what it holds."""
+    """release_freed_memory() hands freed blocks back to the system (glibc keeps them by default)."""
     import pytest
 
     if not sys.platform.startswith("linux"):
