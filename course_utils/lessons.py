@@ -38,7 +38,7 @@ LESSONS = [
            "five strategies on 800 solar cells over seeds, cached activations, the paper's split, Grad-CAM, "
            "shipping", 4.5),
     Lesson("05_fine_tuning_language", "Fine-tuning a transformer on movie reviews",
-           "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 5.5),
+           "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 5.0),
 ]
 
 
