@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -127,11 +128,15 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+JUNK_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}  # what macOS and Windows write into any folder opened
+
+
 def list_files(asset: Asset, folder: Path) -> list[str]:
-    """The asset's files, relative to ``folder``, sorted."""
+    """The asset's files, relative to ``folder``, sorted; a file manager's junk (.DS_Store, ._name) is not one."""
     if asset.files:
         return sorted(asset.files)
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                  if p.is_file() and p.name not in JUNK_FILES and not p.name.startswith("._"))
 
 
 def digest(asset: Asset, folder: Path) -> str:
@@ -147,7 +152,7 @@ def is_complete(asset: Asset, folder: Path) -> bool:
     """True when ``folder`` holds every file the asset needs (or, for a whole-folder asset, any file)."""
     if asset.files:
         return all((folder / f).is_file() for f in asset.files)
-    return folder.is_dir() and any(folder.iterdir())
+    return folder.is_dir() and bool(list_files(asset, folder))
 
 
 def shown(path: str | Path) -> str:
@@ -165,19 +170,61 @@ def shown(path: str | Path) -> str:
     return str(path)
 
 
+_WRITABLE: dict[Path, bool] = {}
+
+
+def writable(folder: Path) -> bool:
+    """True when a file can be created in ``folder`` (made if missing): tried once, not guessed from permissions."""
+    folder = Path(folder).absolute()
+    if folder not in _WRITABLE:
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-test-"):
+                _WRITABLE[folder] = True
+        except OSError:
+            _WRITABLE[folder] = False
+    return _WRITABLE[folder]
+
+
+_READ_ONLY_SAID: set[str] = set()
+
+
+def configured_data_dir() -> Path:
+    """The run-time folder asked for: ``$COURSE_DATA_DIR``, else the repository's ``data/``."""
+    return Path(os.environ.get("COURSE_DATA_DIR") or REPO_ROOT / "data").expanduser()
+
+
 def data_dir() -> Path:
-    """The folder for run-time files: ``$COURSE_DATA_DIR``, else the repository's ``data/``, else ~/.cache."""
-    if os.environ.get("COURSE_DATA_DIR"):
-        return Path(os.environ["COURSE_DATA_DIR"])
-    if (REPO_ROOT / "data").is_dir() and os.access(REPO_ROOT / "data", os.W_OK):
-        return REPO_ROOT / "data"
-    return Path.home() / ".cache" / "transfer-course"
+    """The folder for run-time files: ``$COURSE_DATA_DIR``, else the repository's ``data/``, else ~/.cache.
+
+    A folder that cannot be written (a class's shared read-only copy) is skipped, with one line saying so,
+    before any work is done: a cache that fails to save would lose what was just computed.
+    """
+    configured = configured_data_dir()
+    asked = bool(os.environ.get("COURSE_DATA_DIR")) or configured.is_dir()  # no data/: an installed package
+    for folder in (configured, Path.home() / ".cache" / "transfer-course", Path(tempfile.gettempdir()) / "transfer-course"):
+        if folder == configured and not asked:
+            continue
+        if writable(folder):
+            if folder != configured and asked and str(configured) not in _READ_ONLY_SAID:
+                _READ_ONLY_SAID.add(str(configured))
+                print(f"{shown(configured)} is read-only: new caches go to {shown(folder)} "
+                      "(files already in the read-only folder are still used).", file=sys.stderr)
+            return folder
+    raise PermissionError(f"No writable folder for the course's caches (tried {shown(configured)} and ~/.cache): "
+                          "set COURSE_DATA_DIR to a folder you can write to.")
+
+
+def data_dirs() -> list[Path]:
+    """Where run-time files are looked for: ``data_dir()``, then the configured folder if it is read-only."""
+    first, configured = data_dir(), configured_data_dir()
+    return [first] if first == configured or not configured.is_dir() else [first, configured]
 
 
 def cache_dirs() -> list[Path]:
     """Where cached assets are looked for: the shared copy first, then this user's cache."""
     dirs = [Path(os.environ["COURSE_ASSETS_DIR"])] if os.environ.get("COURSE_ASSETS_DIR") else []
-    return dirs + [data_dir() / "assets"]
+    return dirs + [folder / "assets" for folder in data_dirs()]
 
 
 def package_folder(asset: Asset) -> Path | None:

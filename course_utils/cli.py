@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -32,6 +33,15 @@ def check() -> int:
         except assets.AssetError as exc:
             problems += 1
             print(f"  FAILED  {name:<16} " + str(exc).replace("\n", "\n" + " " * 26))
+    print("Data folder (caches)")
+    folder, configured = assets.data_dir(), assets.configured_data_dir()
+    if folder == configured or not (os.environ.get("COURSE_DATA_DIR") or configured.is_dir()):
+        print(f"  ok      {assets.shown(folder)} is writable")
+    else:
+        problems += 1
+        print(f"  FAILED  {assets.shown(configured)} is read-only: caches go to {assets.shown(folder)} instead.\n"
+              "          Fix: set COURSE_DATA_DIR to a folder you can write to (a shared read-only copy of the "
+              "assets belongs in COURSE_ASSETS_DIR).")
     print("All good: the course is ready to run." if not problems
           else f"{problems} problem(s) found; see the Fix lines above.")
     return 1 if problems else 0

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-from course_utils.assets import data_dir
+from course_utils.assets import data_dir, data_dirs, shown
 
 
 def cache_key(*parts: object) -> str:
@@ -17,9 +19,30 @@ def cache_key(*parts: object) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def cache_path(folder: str, name: str, key: str) -> Path:
-    """Where ``cached_array`` keeps an array: ``data/<folder>/<name>-<key>.npy``."""
-    return data_dir() / folder / f"{name}-{key}.npy"
+def cache_path(folder: str, name: str, key: str, suffix: str = ".npy") -> Path:
+    """Where a cached result lives: ``data/<folder>/<name>-<key>.npy``, or where it was found (a read-only
+    shared copy of ``data/`` is searched too)."""
+    for base in data_dirs():
+        path = base / folder / f"{name}-{key}{suffix}"
+        if path.is_file():
+            return path
+    return data_dir() / folder / f"{name}-{key}{suffix}"
+
+
+def _save(path: Path, write: Callable[[Path], None]) -> bool:
+    """Write a cache file whole, then rename it; on failure (disk full, read-only) say so and keep going."""
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)  # an interrupted run leaves no half file
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        tmp.replace(path)
+        return True
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        print(f"Could not cache {shown(path)} ({exc.strerror or exc}): the result is kept for this session only; "
+              "free some disk space or set COURSE_DATA_DIR to a writable folder.", file=sys.stderr)
+        return False
 
 
 def cached_array(folder: str, name: str, key: str, compute: Callable[[], np.ndarray],
@@ -32,11 +55,7 @@ def cached_array(folder: str, name: str, key: str, compute: Callable[[], np.ndar
     path = cache_path(folder, name, key)
     if not path.is_file():
         array = compute()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")  # written whole, then renamed: an interrupted run leaves no half file
-        np.save(tmp, array, allow_pickle=False)
-        tmp.replace(path)
-        if not mmap:
+        if not _save(path, lambda tmp: np.save(tmp, array, allow_pickle=False)) or not mmap:
             return array
         del array
     return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
@@ -44,13 +63,9 @@ def cached_array(folder: str, name: str, key: str, compute: Callable[[], np.ndar
 
 def cached_json(folder: str, name: str, key: str, compute: Callable[[], object]) -> object:
     """Load ``data/<folder>/<name>-<key>.json`` if present; otherwise compute it and save it."""
-    path = data_dir() / folder / f"{name}-{key}.json"
+    path = cache_path(folder, name, key, ".json")
     if path.is_file():
         return json.loads(path.read_text())
     result = compute()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(path)
+    _save(path, lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
     return result
-

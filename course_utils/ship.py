@@ -8,28 +8,70 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from torchvision.models import mobilenet_v2
 
-from course_utils.assets import shown
+from course_utils.assets import sha256_file, shown
 from course_utils.env import model_device
-from course_utils.vision import ImageInputError, read_image, to_input
+from course_utils.vision import (GREY_TOLERANCE, MIN_SIDE, ImageInputError, read_image, resize_image, to_input,
+                                 with_channels)
+
+CONFIG_KEYS = ("architecture", "class_names", "channels", "load_size", "input_size", "weights_sha256")
 
 
-def save_classifier(model: nn.Module, folder: str | Path, size: int, class_names: list[str]) -> Path:
-    """Write ``model.safetensors`` and ``config.json`` (architecture, input size, class names) to ``folder``.
+def save_classifier(model: nn.Module, folder: str | Path, size: int, class_names: list[str], load_size: int = 300,
+                    channels: int = 1) -> Path:
+    """Write ``model.safetensors`` and ``config.json`` (architecture, preprocessing, class names, the weights'
+    sha256) to ``folder``.
 
+    The preprocessing is the training path's: a file is read in grey (``channels=1``) or colour (3), resized to
+    ``load_size`` (what ``load_folder(size=...)`` did; ELPV's cells are 300 px), then to ``size`` for the model.
     Introduced in ``04_fine_tuning_images.ipynb``.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, folder / "model.safetensors")
-    config = {"architecture": "mobilenet_v2", "input_size": size, "input": "grey, any size; resized to input_size",
-              "normalisation": "ImageNet mean and std, grey copied to 3 channels", "class_names": class_names}
+    config = {"architecture": "mobilenet_v2", "class_names": list(class_names), "channels": channels,
+              "load_size": load_size, "input_size": size,
+              "preprocessing": "read_image -> resize_image(load_size) -> to_input(input_size): ImageNet mean and std"
+                               + (", grey copied to 3 channels" if channels == 1 else ""),
+              "weights_sha256": sha256_file(folder / "model.safetensors")}
     (folder / "config.json").write_text(json.dumps(config, indent=1))
     return folder
+
+
+def read_config(folder: Path) -> dict:
+    """A shipped classifier's ``config.json``, checked: every key ``save_classifier`` writes must be there."""
+    path = folder / "config.json"
+    try:
+        config = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ImageInputError(f"{shown(path)} is not valid JSON (line {exc.lineno}): restore the folder from its "
+                              "copy, or save the model again with save_classifier().") from None
+    missing = [key for key in CONFIG_KEYS if key not in config] if isinstance(config, dict) else list(CONFIG_KEYS)
+    if missing:
+        raise ImageInputError(f"{shown(path)} lacks {', '.join(missing)}: it was not written by save_classifier(), "
+                              "or was edited; save the model again.")
+    if config["architecture"] != "mobilenet_v2":
+        raise ImageInputError(f"{shown(path)} names architecture {config['architecture']!r}; this loader rebuilds "
+                              "mobilenet_v2 only.")
+    return config
+
+
+def load_weights(folder: Path, config: dict) -> dict[str, torch.Tensor]:
+    """``model.safetensors``, after checking its sha256 against the one ``config.json`` recorded."""
+    path = folder / "model.safetensors"
+    if sha256_file(path) != config["weights_sha256"]:
+        raise ImageInputError(f"{shown(path)} does not match the sha256 in config.json: the file is damaged or was "
+                              "replaced. Copy the folder again, or save the model again.")
+    try:
+        return load_file(path)
+    except SafetensorError as exc:
+        raise ImageInputError(f"{shown(path)} is damaged ({str(exc)[:60]}): copy the folder again, or save the "
+                              "model again.") from None
 
 
 @dataclass
@@ -47,40 +89,58 @@ class ImageClassifier:
     Introduced in ``04_fine_tuning_images.ipynb``.
     """
 
-    def __init__(self, model: nn.Module, size: int, class_names: list[str]):
+    def __init__(self, model: nn.Module, size: int, class_names: list[str], load_size: int = 300,
+                 channels: int = 1):
         self.model = model.eval()
         self.size = size
         self.class_names = class_names
+        self.load_size = load_size
+        self.channels = channels
 
     @classmethod
     def load(cls, folder: str | Path) -> ImageClassifier:
-        """Rebuild the model from ``config.json`` and load its safetensors weights (no pickle involved)."""
+        """Rebuild the model from ``config.json`` and load its checked safetensors weights (no pickle involved)."""
         folder = Path(folder)
         if not (folder / "config.json").is_file() or not (folder / "model.safetensors").is_file():
-            raise ImageInputError(f"{shown(folder)} is not a saved classifier (config.json and model.safetensors expected): "
-                                  "save one with save_classifier().")
-        config = json.loads((folder / "config.json").read_text())
+            raise ImageInputError(f"{shown(folder)} is not a saved classifier (config.json and model.safetensors "
+                                  "expected): save one with save_classifier().")
+        config = read_config(folder)
+        state = load_weights(folder, config)
         model = mobilenet_v2(weights=None, num_classes=len(config["class_names"]))
-        model.load_state_dict(load_file(folder / "model.safetensors"), strict=True)
-        return cls(model, config["input_size"], config["class_names"])
+        head = state.get("classifier.1.weight")
+        if head is None or head.shape[0] != len(config["class_names"]):
+            raise ImageInputError(f"{shown(folder / 'config.json')} names {len(config['class_names'])} classes, but "
+                                  f"the weights have {'no head' if head is None else f'a head for {head.shape[0]}'}: "
+                                  "the two files come from different models; save the model again.")
+        model.load_state_dict(state, strict=True)
+        return cls(model, config["input_size"], config["class_names"], config["load_size"], config["channels"])
 
     def predict_array(self, image: np.ndarray) -> Prediction:
-        """Classify one grey image given as a uint8 array (H, W)."""
+        """Classify one uint8 image, grey (H, W) or colour (H, W, 3), as the model was trained."""
         image = np.asarray(image)
-        if image.ndim == 3 and image.shape[-1] in (3, 4):
-            raise ImageInputError(f"Expected a grey image (H, W), got colour {image.shape}: convert it first, "
-                                  "e.g. Image.open(path).convert('L'), or pass the file path to predict().")
-        if image.ndim != 2:
-            raise ImageInputError(f"Expected one grey image shaped (H, W), got {image.shape}.")
-        if min(image.shape) < 32:
+        kind = {2: "grey (H, W)", 3: "colour (H, W, 3)"}
+        if image.ndim not in kind or (image.ndim == 3 and image.shape[-1] != 3):
+            raise ImageInputError(f"Expected one image shaped (H, W) or (H, W, 3), got {image.shape}.")
+        if image.ndim == 3 and np.ptp(image.astype(np.int16), axis=-1).max() <= GREY_TOLERANCE:
+            image = with_channels(image, 1)  # a grey picture stored in three equal channels
+        if image.ndim != (2 if self.channels == 1 else 3):
+            wanted = kind[2 if self.channels == 1 else 3]
+            raise ImageInputError(f"Expected a {wanted} image, got {kind[image.ndim]} {image.shape}: this model "
+                                  f"was trained on {wanted.split()[0]} images; give it the same kind.")
+        if min(image.shape[:2]) < MIN_SIDE:
             raise ImageInputError(f"Image of {image.shape[1]}x{image.shape[0]} pixels is too small to inspect "
-                                  f"(the model expects about {self.size}x{self.size}).")
+                                  f"(the minimum is {MIN_SIDE}; the model expects about {self.load_size}x{self.load_size}).")
         with torch.no_grad():
-            x = to_input(image[None], self.size).to(model_device(self.model))
+            x = to_input(resize_image(image, self.load_size)[None], self.size).to(model_device(self.model))
             probs = torch.softmax(self.model(x), dim=1)[0].tolist()
         best = int(np.argmax(probs))
         return Prediction(self.class_names[best], probs[best], dict(zip(self.class_names, probs)))
 
     def predict(self, path: str | Path) -> Prediction:
-        """Classify one image file, as a factory line would: any size, colour or grey (read as grey)."""
-        return self.predict_array(read_image(path))
+        """Classify one image file, as a factory line would: any size, read and resized as in training."""
+        try:
+            return self.predict_array(read_image(path))
+        except ImageInputError as error:
+            if str(error).startswith("Expected a"):
+                raise ImageInputError(f"{shown(path)}: {error}") from None
+            raise

@@ -10,17 +10,20 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
+from sklearn.utils.class_weight import compute_class_weight
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
+from course_utils.assets import shown, writable
 from course_utils.env import model_device
 from course_utils.vision import dihedral, to_input
 
 
 class ImageArrayDataset(Dataset):
-    """Grey uint8 images already resized (N, size, size) and their labels, as ImageNet-normalised tensors."""
+    """uint8 images already resized, grey (N, size, size) or colour (N, size, size, 3), and their labels, as
+    ImageNet-normalised tensors."""
 
     def __init__(self, images: np.ndarray, labels: np.ndarray, augment: bool = False):
         self.images = torch.as_tensor(images)
@@ -31,10 +34,12 @@ class ImageArrayDataset(Dataset):
         return len(self.labels)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
-        image = self.images[i][None]  # (1, H, W) uint8
+        image = self.images[i]
+        image = image.permute(2, 0, 1) if image.ndim == 3 else image[None]  # (channels, H, W) uint8
         if self.augment is not None:
             image = self.augment(image)
-        return to_input(image, image.shape[-1])[0], self.labels[i]
+        batch = image.permute(1, 2, 0)[None] if len(image) == 3 else image  # what to_input takes: (1, H, W[, 3])
+        return to_input(batch, image.shape[-2])[0], self.labels[i]
 
 
 class RandomDihedral(nn.Module):
@@ -93,20 +98,43 @@ def predict_proba(model: nn.Module, loader) -> np.ndarray:
     return np.concatenate(out)
 
 
-def scores(labels: np.ndarray, predicted: np.ndarray) -> dict[str, float]:
-    """Accuracy, balanced accuracy and F1 of class 1 (scikit-learn's definitions).
+def scores(labels: np.ndarray, predicted: np.ndarray, num_classes: int | None = None) -> dict[str, float]:
+    """Accuracy, balanced accuracy, and F1 (scikit-learn's definitions), for any number of classes.
 
+    With two classes, ``f1`` is the F1 of class 1 (the defective cells in ELPV); with more, ``macro_f1`` is the
+    mean of every class's F1. ``num_classes`` defaults to the largest label seen plus one.
     Introduced in ``03_replacing_the_head.ipynb``.
     """
-    return {"accuracy": accuracy_score(labels, predicted),
-            "balanced_accuracy": balanced_accuracy_score(labels, predicted),
-            "f1": f1_score(labels, predicted, zero_division=0)}
+    num_classes = num_classes or int(max(np.max(labels), np.max(predicted))) + 1
+    out = {"accuracy": accuracy_score(labels, predicted),
+           "balanced_accuracy": balanced_accuracy_score(labels, predicted)}
+    if num_classes <= 2:
+        out["f1"] = f1_score(labels, predicted, zero_division=0)
+    else:
+        out["macro_f1"] = f1_score(labels, predicted, labels=range(num_classes), average="macro", zero_division=0)
+    return out
+
+
+def class_weights(labels: np.ndarray, num_classes: int | None = None) -> torch.Tensor:
+    """Loss weights inversely proportional to each class's frequency, so every class counts equally in total.
+
+    scikit-learn's "balanced" weights, n / (num_classes * count), for any number of classes.
+    Introduced in ``03_replacing_the_head.ipynb``.
+    """
+    num_classes = num_classes or int(np.max(labels)) + 1
+    counts = np.bincount(labels, minlength=num_classes)
+    if (counts == 0).any():
+        raise ValueError(f"Class {int(np.flatnonzero(counts == 0)[0])} has no training examples: every class "
+                         "needs some, or pass fewer num_classes.")
+    weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=labels)
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def evaluate(model: nn.Module, loader: DataLoader) -> dict[str, float]:
     """The ``scores`` of a model on a loader."""
     labels = np.concatenate([y.numpy() for _, y in loader])
-    return scores(labels, predict_proba(model, loader).argmax(1))
+    probs = predict_proba(model, loader)
+    return scores(labels, probs.argmax(1), num_classes=probs.shape[1])
 
 
 def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | None, optimizer: torch.optim.Optimizer,
@@ -128,10 +156,13 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     history: list[dict] = []
     best = {"score": -1.0, "state": None}
     path = Path(checkpoint) if checkpoint else None
+    if path is not None and not writable(path.parent):  # say so now, not after the first epoch has trained
+        raise PermissionError(f"Cannot write the checkpoint {shown(path)}: its folder is read-only. Pass a "
+                              "checkpoint path in a folder you can write to (or checkpoint=None).")
     if path is not None and path.is_file():
-        history, best = _resume(path, model, optimizer, scheduler)
+        history, best = _resume(path, model, optimizer, scheduler, train_loader)
         print(f"Resumed from {path.name} after epoch {len(history)}.")
-    start = time.perf_counter() - sum(h["seconds"] for h in history)
+    start = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)  # seconds so far are cumulative
     bar = tqdm(total=num_epochs * len(train_loader), initial=len(history) * len(train_loader),
                desc="training", disable=not progress)
     try:
@@ -156,9 +187,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
             if val_loader is not None and row[metric] > best["score"]:
                 best = {"score": row[metric], "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
             if path is not None:
-                _save(path, model, optimizer, scheduler, history, best)
-            shown = {metric: f"{row[metric]:.3f}"} if val_loader is not None else {}
-            bar.set_postfix(loss=f"{row['train_loss']:.3f}", **shown)
+                _save(path, model, optimizer, scheduler, history, best, train_loader)
+            postfix = {metric: f"{row[metric]:.3f}"} if val_loader is not None else {}
+            bar.set_postfix(loss=f"{row['train_loss']:.3f}", **postfix)
             if max_seconds is not None and row["seconds"] > max_seconds:
                 break
     except KeyboardInterrupt:
@@ -171,25 +202,52 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     return history
 
 
+def _generators(loader: DataLoader) -> list[torch.Generator]:
+    """The random generators that decide a loader's shuffle (its own and its sampler's, once each)."""
+    found = [getattr(loader, "generator", None), getattr(getattr(loader, "sampler", None), "generator", None)]
+    unique = {id(g): g for g in found if g is not None}
+    return list(unique.values())
+
+
+def _rng_state(loader: DataLoader) -> dict:
+    """Every random state the next epoch draws from: the shuffle, augmentation and dropout (CPU and GPU)."""
+    state = {"torch": torch.get_rng_state(), "loader": [g.get_state() for g in _generators(loader)]}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: dict, loader: DataLoader) -> None:
+    """Put back the random states saved by ``_rng_state``, so a resumed run draws what the whole run would."""
+    torch.set_rng_state(state["torch"].cpu())
+    for generator, saved in zip(_generators(loader), state["loader"]):
+        generator.set_state(saved.cpu())
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+
+
 def _save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler, history: list[dict],
-          best: dict) -> None:
+          best: dict, loader: DataLoader) -> None:
     """Write the training state whole, then rename it, so a crash mid-write never leaves a broken file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
-             "best_score": best["score"], "best_state": best["state"],
+             "best_score": best["score"], "best_state": best["state"], "rng": _rng_state(loader),
              "scheduler": scheduler.state_dict() if scheduler is not None else None}
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     tmp.replace(path)
 
 
-def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler) -> tuple[list[dict], dict]:
-    """Load a checkpoint written by ``fit`` (weights only: no code is unpickled)."""
+def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
+            loader: DataLoader) -> tuple[list[dict], dict]:
+    """Load a checkpoint written by ``fit`` (weights only: no code is unpickled), random states included."""
     state = torch.load(path, map_location=model_device(model), weights_only=True)
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:
         scheduler.load_state_dict(state["scheduler"])
+    if "rng" in state:
+        _set_rng_state(state["rng"], loader)
     return state["history"], {"score": state["best_score"], "state": state["best_state"]}
 
 

@@ -17,7 +17,12 @@ from course_utils.data import cache_key, cached_array
 from course_utils.models import IMAGENET_MEAN, IMAGENET_STD
 
 ELPV_CLASSES = ["functional", "defective"]
+ELPV_SIZE = 2624
 PAPER_TEST_SIZE = 656  # Deitsch et al. 2019: 25% of the 2,624 cells, stratified
+MIN_SIDE = 32  # pixels: a smaller image carries too little to classify, and upscaling it invents nothing
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+JUNK_FILES = {"thumbs.db", "desktop.ini"}  # written by file managers; skipped, like hidden files (.DS_Store)
+GREY_TOLERANCE = 12  # a colour file whose channels differ by at most this much is a grey image (JPEG noise)
 
 
 class ImageInputError(ValueError):
@@ -78,6 +83,10 @@ def elpv_splits(labels: np.ndarray, n_train: int = 800, n_val: int = 200, seed: 
 
     Introduced in ``03_replacing_the_head.ipynb``.
     """
+    if len(labels) != ELPV_SIZE:
+        raise ImageInputError(f"elpv_splits is for the {ELPV_SIZE:,} ELPV cells (its test set is the paper's fixed "
+                              f"{PAPER_TEST_SIZE}), not {len(labels):,} images: for your own images use "
+                              "split_indices(labels).")
     index = np.arange(len(labels))
     rest, test = train_test_split(index, test_size=PAPER_TEST_SIZE, stratify=labels, random_state=0)
     pool, val = train_test_split(rest, test_size=n_val, stratify=labels[rest], random_state=0)
@@ -135,16 +144,48 @@ def dihedral(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
 
 
 def resize(images: np.ndarray, size: int, batch_size: int = 256) -> np.ndarray:
-    """Grey uint8 images resized once to ``size`` x ``size`` (so training never decodes or resizes again).
+    """uint8 images (N, H, W) or (N, H, W, 3) resized once to ``size`` x ``size`` (so training never resizes again).
 
     Works through the images a batch at a time: a float copy of all 2,624 cells would take 1 GB.
     """
-    out = np.empty((len(images), size, size), np.uint8)
+    colour = images.ndim == 4
+    out = np.empty((len(images), size, size, *images.shape[3:]), np.uint8)
     for start in range(0, len(images), batch_size):
-        x = torch.from_numpy(np.array(images[start:start + batch_size])).unsqueeze(1).float()  # a writable copy
+        x = torch.from_numpy(np.array(images[start:start + batch_size])).float()  # a writable copy
+        x = x.permute(0, 3, 1, 2) if colour else x.unsqueeze(1)
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        out[start:start + batch_size] = x.round().clamp(0, 255).to(torch.uint8).squeeze(1).numpy()
+        x = x.round().clamp(0, 255).to(torch.uint8)
+        out[start:start + batch_size] = (x.permute(0, 2, 3, 1) if colour else x.squeeze(1)).numpy()
     return out
+
+
+def split_indices(labels: np.ndarray, val: float | int = 0.2, test: float | int = 0.2,
+                  seed: int = 0) -> dict[str, np.ndarray]:
+    """Stratified train/validation/test indices for your own images; ``val`` and ``test`` are fractions of all
+    images (0.2) or counts (50). Introduced in ``03_replacing_the_head.ipynb``.
+    """
+    labels = np.asarray(labels)
+    counts = np.bincount(labels)
+    if counts[counts > 0].min() < 3:
+        raise ImageInputError(f"Every class needs at least 3 images for a train/validation/test split; class "
+                              f"{int(np.flatnonzero(counts == counts[counts > 0].min())[0])} has "
+                              f"{counts[counts > 0].min()}: add images to it.")
+    n_test = test if isinstance(test, int) else round(test * len(labels))
+    n_val = val if isinstance(val, int) else round(val * len(labels))
+    n_classes = int((counts > 0).sum())
+    if min(n_test, n_val) < n_classes or n_test + n_val > len(labels) - n_classes:
+        raise ImageInputError(f"Cannot split {len(labels)} images of {n_classes} classes into {n_val} for "
+                              f"validation and {n_test} for test (each needs one image per class, and so does "
+                              "training): change val= and test=, or add images.")
+    index = np.arange(len(labels))
+    rest, test_index = train_test_split(index, test_size=n_test, stratify=labels, random_state=seed)
+    train, val_index = train_test_split(rest, test_size=n_val, stratify=labels[rest], random_state=seed)
+    return {"train": np.sort(train), "val": np.sort(val_index), "test": np.sort(test_index)}
+
+
+def is_junk(path: Path) -> bool:
+    """Files a file manager leaves in folders (.DS_Store, ._name, Thumbs.db, desktop.ini): never data."""
+    return path.name.startswith(".") or path.name.lower() in JUNK_FILES
 
 
 def check_folder(root: str | Path) -> list[str]:
@@ -162,40 +203,135 @@ def check_folder(root: str | Path) -> list[str]:
     if len(classes) < 2:
         raise ImageInputError(f"{shown(root)} needs one sub-folder per class (at least two), found {len(classes)}: "
                               "put each class's images in its own folder, e.g. good/ and bad/.")
-    suffixes = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
     for name in classes:
-        if not any(p.suffix.lower() in suffixes for p in (root / name).iterdir()):
-            raise ImageInputError(f"Class folder {shown(root / name)} has no images ({', '.join(sorted(suffixes))}): "
-                                  "add some, or remove the folder.")
+        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in (root / name).iterdir()):
+            raise ImageInputError(f"Class folder {shown(root / name)} has no images "
+                                  f"({', '.join(sorted(IMAGE_SUFFIXES))}): add some, or remove the folder.")
+    others = sorted(p.relative_to(root).as_posix() for name in classes for p in (root / name).iterdir()
+                    if p.is_file() and not is_junk(p) and p.suffix.lower() not in IMAGE_SUFFIXES)
+    if others:
+        listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
+        raise ImageInputError(f"{len(others)} file(s) in {shown(root)} are not images: {listed}. "
+                              "Move them out of the class folders.")
     return classes
 
 
-def load_folder(root: str | Path, size: int = 300) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """A folder of images, one sub-folder per class -> grey uint8 images, labels and class names.
+def load_folder(root: str | Path, size: int = 300, channels: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A folder of images, one sub-folder per class -> uint8 images at ``size`` x ``size``, labels, class names.
 
+    ``channels``: 1 (grey, (N, H, W)), 3 (colour, (N, H, W, 3)), or None: colour if any image is in colour,
+    otherwise grey. Every image goes through ``read_image``, the same step a shipped model's ``predict`` uses.
     Introduced in ``03_replacing_the_head.ipynb``.
     """
     root = Path(root).expanduser()
     classes = check_folder(root)
-    images, labels = [], []
+    paths, labels = [], []
     for label, name in enumerate(classes):
         for path in sorted((root / name).iterdir()):
-            if path.is_file() and not path.name.startswith("."):
-                images.append(read_image(path, size))
+            if path.is_file() and not is_junk(path):
+                paths.append(path)
                 labels.append(label)
-    return np.stack(images), np.array(labels), classes
+    images = [read_image(path, size) for path in paths]
+    if channels is None:
+        channels = 3 if any(image.ndim == 3 for image in images) else 1
+    return np.stack([with_channels(image, channels) for image in images]), np.array(labels), classes
+
+
+def with_channels(image: np.ndarray, channels: int) -> np.ndarray:
+    """A uint8 image as grey (H, W) for ``channels=1`` or colour (H, W, 3) for ``channels=3``."""
+    if channels == 1 and image.ndim == 3:
+        return np.asarray(Image.fromarray(image).convert("L"))  # Pillow's luma: 0.299 R + 0.587 G + 0.114 B
+    if channels == 3 and image.ndim == 2:
+        return np.repeat(image[..., None], 3, axis=-1)
+    return image
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """One uint8 image resized to ``size`` x ``size`` with Pillow's antialiased bilinear filter.
+
+    The one resizing step between a file and the model, for training (``load_folder``) and for a shipped
+    model's ``predict`` alike, so the two cannot disagree.
+    """
+    if image.shape[:2] == (size, size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
 def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
-    """One image file -> grey uint8 (resized to ``size`` x ``size`` if given), or ImageInputError naming the file."""
+    """One image file -> uint8 pixels: grey (H, W) or colour (H, W, 3), resized to ``size`` x ``size`` if given.
+
+    16-bit files are scaled to 8 bits; a colour file whose channels are equal is grey. Anything the course
+    cannot use (missing, damaged, too small, too large) raises ImageInputError naming the file.
+    """
     path = Path(path).expanduser()
     if not path.is_file():
         raise ImageInputError(f"No image file at {shown(path)}. Check the path "
                               f"(a relative path starts from {shown(Path.cwd())}).")
     try:
         with Image.open(path) as img:
-            grey = img.convert("L")
-            return np.asarray(grey.resize((size, size), Image.BILINEAR) if size else grey)
-    except (UnidentifiedImageError, OSError) as exc:
-        raise ImageInputError(f"{shown(path)} is not an image Pillow can read ({type(exc).__name__}): "
-                              "use PNG, JPEG or TIFF.") from None
+            img.load()  # decode now: a truncated file fails here, inside this try
+            image = _pixels(img)
+    except Image.DecompressionBombError:
+        raise ImageInputError(f"{shown(path)} has more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, "
+                              "more than Pillow will open (a guard against decompression bombs): shrink it "
+                              "first.") from None
+    except UnidentifiedImageError:
+        raise ImageInputError(f"{shown(path)} is not an image Pillow can read: use PNG, JPEG or TIFF.") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageInputError(f"{shown(path)} is truncated or damaged ({str(exc)[:60]}): copy or export it "
+                              "again.") from None
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise ImageInputError(f"{shown(path)} is {image.shape[1]}x{image.shape[0]} pixels, below the "
+                              f"{MIN_SIDE}-pixel minimum: use a larger image, or remove it.")
+    return resize_image(image, size) if size else image
+
+
+def _pixels(img: Image.Image) -> np.ndarray:
+    """A decoded Pillow image -> uint8 grey (H, W) or colour (H, W, 3)."""
+    if img.mode.startswith("I"):  # 16-bit (or 32-bit integer) grey: 0-65535 -> 0-255, not clipped to white
+        return np.round(np.asarray(img, dtype=np.float32) / 257).clip(0, 255).astype(np.uint8)
+    if img.mode in ("1", "L", "LA", "F"):
+        return np.asarray(img.convert("L"))
+    rgb = np.asarray(img.convert("RGB"))
+    spread = rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)
+    return np.asarray(img.convert("L")) if spread.max() <= GREY_TOLERANCE else rgb
+
+
+PHOTO_CLASSES = {"flower": "flower.jpg", "portrait": "grace_hopper.jpg", "temple": "china.jpg"}
+
+
+def _sample_photo(name: str) -> np.ndarray:
+    """One of the colour photos that ship inside scikit-learn (flower, temple) and matplotlib (portrait)."""
+    if name == "grace_hopper.jpg":
+        from matplotlib.cbook import get_sample_data
+
+        with get_sample_data(name) as f, Image.open(f) as img:
+            return np.asarray(img.convert("RGB"))
+    from sklearn.datasets import load_sample_image
+
+    return load_sample_image(name)
+
+
+def write_photo_folder(folder: str | Path, per_class: int = 40, seed: int = 0) -> Path:
+    """A small colour, three-class image folder to practise on: random crops of three photos, saved as JPEG
+    files of different sizes (80-260 px), one sub-folder per photo. Written once; kept if already there.
+
+    Introduced in ``03_replacing_the_head.ipynb``.
+    """
+    folder = Path(folder).expanduser()
+    rng = np.random.default_rng(seed)
+    for name, source in PHOTO_CLASSES.items():
+        if (folder / name).is_dir() and len(list((folder / name).glob("*.jpg"))) == per_class:
+            continue
+        (folder / name).mkdir(parents=True, exist_ok=True)
+        photo = Image.fromarray(_sample_photo(source))
+        for i in range(per_class):
+            side = int(rng.uniform(0.3, 0.6) * min(photo.size))
+            left, top = rng.integers(0, photo.size[0] - side), rng.integers(0, photo.size[1] - side)
+            crop = photo.crop((int(left), int(top), int(left) + side, int(top) + side))
+            if rng.random() < 0.5:
+                crop = crop.transpose(Image.FLIP_LEFT_RIGHT)
+            out = int(rng.integers(80, 261))
+            crop.resize((out, out), Image.BILINEAR).save(folder / name / f"{name}{i:03d}.jpg", quality=90)
+    return folder

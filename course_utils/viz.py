@@ -50,13 +50,17 @@ def plot_spread(ax: plt.Axes, x: list[float], runs: np.ndarray, label: str, **st
 
 
 def plot_history(history: list[dict], metric: str = "balanced_accuracy") -> plt.Figure:
-    """Training loss and a validation metric per epoch, from ``fit``'s history."""
+    """Training loss and a validation metric per epoch, from ``fit``'s history (the loss alone without one)."""
     epochs = [h["epoch"] for h in history]
-    fig, (left, right) = plt.subplots(1, 2, figsize=(8, 2.8))
-    left.plot(epochs, [h["train_loss"] for h in history], marker="o")
-    left.set(xlabel="epoch", ylabel="training loss")
-    right.plot(epochs, [h[metric] for h in history], marker="o")
-    right.set(xlabel="epoch", ylabel=f"validation {metric.replace('_', ' ')}")
+    validated = all(metric in h for h in history)
+    fig, axes = plt.subplots(1, 2 if validated else 1, figsize=(8 if validated else 4, 2.8), squeeze=False)
+    axes[0, 0].plot(epochs, [h["train_loss"] for h in history], marker="o")
+    axes[0, 0].set(xlabel="epoch", ylabel="training loss")
+    if validated:
+        axes[0, 1].plot(epochs, [h[metric] for h in history], marker="o")
+        axes[0, 1].set(xlabel="epoch", ylabel=f"validation {metric.replace('_', ' ')}")
+    else:
+        axes[0, 0].set_title(f"no validation set: no {metric.replace('_', ' ')} to show", fontsize=9)
     fig.tight_layout()
     return fig
 

@@ -7,7 +7,7 @@ from PIL import Image
 
 from course_utils.models import load_mobilenet_v2
 from course_utils.ship import ImageClassifier, save_classifier
-from course_utils.vision import ImageInputError, to_input
+from course_utils.vision import ImageInputError, resize_image, to_input
 
 CLASSES = ["functional", "defective"]
 
@@ -27,11 +27,12 @@ def test_round_trip_gives_the_same_probabilities(shipped, tmp_path):
     loaded = ImageClassifier.load(folder)  # a fresh object, weights from safetensors
     prediction = loaded.predict(tmp_path / "cell.png")
     with torch.no_grad():
-        expected = torch.softmax(model(to_input(image[None], 96)), dim=1)[0]
+        # the training path: images at load_folder's 300 px (resize_image), then to_input at the model's size
+        expected = torch.softmax(model(to_input(resize_image(image, 300)[None], 96)), dim=1)[0]
     assert prediction.probabilities == pytest.approx(dict(zip(CLASSES, expected.tolist())), abs=1e-5)
     assert prediction.label == CLASSES[int(expected.argmax())]
     Image.fromarray(image).convert("RGB").save(tmp_path / "colour.jpg", quality=100)
-    assert loaded.predict(tmp_path / "colour.jpg").label in CLASSES  # a colour file is converted to grey
+    assert loaded.predict(tmp_path / "colour.jpg").label in CLASSES  # a grey picture saved in colour is grey
 
 
 def test_bad_input_messages(shipped, tmp_path):
@@ -39,8 +40,9 @@ def test_bad_input_messages(shipped, tmp_path):
     loaded = ImageClassifier.load(folder)
     with pytest.raises(ImageInputError, match="No image file at .*nope.png"):
         loaded.predict(tmp_path / "nope.png")
-    with pytest.raises(ImageInputError, match=r"Expected a grey image \(H, W\), got colour"):
-        loaded.predict_array(np.zeros((64, 64, 3), np.uint8))
+    with pytest.raises(ImageInputError, match=r"Expected a grey \(H, W\) image, got colour"):
+        loaded.predict_array(np.stack([np.zeros((64, 64), np.uint8), np.full((64, 64), 255, np.uint8),
+                                       np.zeros((64, 64), np.uint8)], axis=-1))
     with pytest.raises(ImageInputError, match="too small to inspect"):
         loaded.predict_array(np.zeros((8, 8), np.uint8))
     (tmp_path / "notes.png").write_text("not an image")

@@ -48,7 +48,7 @@ def make_folder(root, classes=("bad", "good"), n=3):
     for c in classes:
         (root / c).mkdir(parents=True)
         for i in range(n):
-            Image.fromarray(np.full((20, 30), 40 * i, np.uint8)).save(root / c / f"{i}.png")
+            Image.fromarray(np.full((40, 48), 40 * i, np.uint8)).save(root / c / f"{i}.png")
     return root
 
 
@@ -95,6 +95,6 @@ def test_resize_in_batches_matches_one_pass():
 def test_read_image_keeps_the_size_unless_asked(tmp_path):
     from PIL import Image
 
-    Image.fromarray(np.full((20, 30, 3), 200, np.uint8)).save(tmp_path / "colour.png")
-    assert read_image(tmp_path / "colour.png").shape == (20, 30)  # grey, as stored
+    Image.fromarray(np.full((40, 50, 3), 200, np.uint8)).save(tmp_path / "colour.png")
+    assert read_image(tmp_path / "colour.png").shape == (40, 50)  # a grey picture saved in colour is grey
     assert read_image(tmp_path / "colour.png", 16).shape == (16, 16)
