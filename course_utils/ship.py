@@ -118,15 +118,15 @@ class ImageClassifier:
     def predict_array(self, image: np.ndarray) -> Prediction:
         """Classify one uint8 image, grey (H, W) or colour (H, W, 3), as the model was trained."""
         image = np.asarray(image)
-        kind = {2: "grey (H, W)", 3: "colour (H, W, 3)"}
-        if image.ndim not in kind or (image.ndim == 3 and image.shape[-1] != 3):
+        if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] != 3):
             raise ImageInputError(f"Expected one image shaped (H, W) or (H, W, 3), got {image.shape}.")
         if image.ndim == 3 and np.ptp(image.astype(np.int16), axis=-1).max() <= GREY_TOLERANCE:
             image = with_channels(image, 1)  # a grey picture stored in three equal channels
-        if image.ndim != (2 if self.channels == 1 else 3):
-            wanted = kind[2 if self.channels == 1 else 3]
-            raise ImageInputError(f"Expected a {wanted} image, got {kind[image.ndim]} {image.shape}: this model "
-                                  f"was trained on {wanted.split()[0]} images; give it the same kind.")
+        kind = {2: ("grey", "(H, W)"), 3: ("colour", "(H, W, 3)")}
+        wanted, got = kind[2 if self.channels == 1 else 3], kind[image.ndim]
+        if wanted != got:
+            raise ImageInputError(f"Expected a {wanted[0]} image {wanted[1]}, got a {got[0]} one {image.shape}: "
+                                  f"this model was trained on {wanted[0]} images; give it {wanted[0]} ones.")
         if min(image.shape[:2]) < MIN_SIDE:
             raise ImageInputError(f"Image of {image.shape[1]}x{image.shape[0]} pixels is too small to inspect "
                                   f"(the minimum is {MIN_SIDE}; the model expects about {self.load_size}x{self.load_size}).")
@@ -141,6 +141,6 @@ class ImageClassifier:
         try:
             return self.predict_array(read_image(path))
         except ImageInputError as error:
-            if str(error).startswith("Expected a"):
+            if str(error).startswith("Expected a "):
                 raise ImageInputError(f"{shown(path)}: {error}") from None
             raise

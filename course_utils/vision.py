@@ -216,14 +216,9 @@ def check_folder(root: str | Path) -> list[str]:
     return classes
 
 
-def load_folder(root: str | Path, size: int = 300, channels: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """A folder of images, one sub-folder per class -> uint8 images at ``size`` x ``size``, labels, class names.
-
-    ``channels``: 1 (grey, (N, H, W)), 3 (colour, (N, H, W, 3)), or None: colour if any image is in colour,
-    otherwise grey. Every image goes through ``read_image``, the same step a shipped model's ``predict`` uses.
-    Introduced in ``03_replacing_the_head.ipynb``.
-    """
+def folder_files(root: str | Path) -> tuple[list[Path], np.ndarray, list[str]]:
+    """The image files of a folder (one sub-folder per class), their labels and the class names, in the order
+    ``load_folder`` loads them; a file manager's junk is skipped, other non-image files are refused by name."""
     root = Path(root).expanduser()
     classes = check_folder(root)
     paths, labels = [], []
@@ -232,10 +227,22 @@ def load_folder(root: str | Path, size: int = 300, channels: int | None = None
             if path.is_file() and not is_junk(path):
                 paths.append(path)
                 labels.append(label)
+    return paths, np.array(labels), classes
+
+
+def load_folder(root: str | Path, size: int = 300, channels: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """A folder of images, one sub-folder per class -> uint8 images at ``size`` x ``size``, labels, class names.
+
+    ``channels``: 1 (grey, (N, H, W)), 3 (colour, (N, H, W, 3)), or None: colour if any image is in colour,
+    otherwise grey. Every image goes through ``read_image``, the same step a shipped model's ``predict`` uses.
+    Introduced in ``03_replacing_the_head.ipynb``.
+    """
+    paths, labels, classes = folder_files(root)
     images = [read_image(path, size) for path in paths]
     if channels is None:
         channels = 3 if any(image.ndim == 3 for image in images) else 1
-    return np.stack([with_channels(image, channels) for image in images]), np.array(labels), classes
+    return np.stack([with_channels(image, channels) for image in images]), labels, classes
 
 
 def with_channels(image: np.ndarray, channels: int) -> np.ndarray:

@@ -212,10 +212,10 @@ def test_a_file_of_the_wrong_kind_is_refused(tmp_path):
     Image.fromarray(np.full((60, 60, 3), (200, 30, 30), np.uint8)).save(tmp_path / "red.png")
     Image.fromarray(np.full((60, 60), 90, np.uint8)).save(tmp_path / "grey.png")
     grey_model = ImageClassifier.load(shipped_folder(tmp_path / "g", channels=1))
-    with pytest.raises(ImageInputError, match=r"red.png: Expected a grey \(H, W\) image, got colour .*trained on grey"):
+    with pytest.raises(ImageInputError, match=r"red.png: Expected a grey image \(H, W\), got a colour one .*trained on grey images; give it grey"):
         grey_model.predict(tmp_path / "red.png")
     colour_model = ImageClassifier.load(shipped_folder(tmp_path / "c", channels=3))
-    with pytest.raises(ImageInputError, match=r"grey.png: Expected a colour \(H, W, 3\) image, got grey"):
+    with pytest.raises(ImageInputError, match=r"grey.png: Expected a colour image \(H, W, 3\), got a grey one \(60, 60\)"):
         colour_model.predict(tmp_path / "grey.png")
     assert colour_model.predict(tmp_path / "red.png").label in ("functional", "defective")
 
@@ -227,3 +227,15 @@ def test_the_practice_folder_is_three_colour_classes(tmp_path):
     before = sorted(p.stat().st_mtime_ns for p in root.rglob("*.jpg"))
     write_photo_folder(root, per_class=4)  # already there: kept
     assert sorted(p.stat().st_mtime_ns for p in root.rglob("*.jpg")) == before
+
+
+def test_colour_images_train_end_to_end_with_augmentation():
+    from course_utils.train import image_loader
+    from course_utils.vision import resize
+
+    colour = np.random.default_rng(0).integers(0, 256, (6, 40, 40, 3), dtype=np.uint8)
+    small = resize(colour, 32)
+    assert small.shape == (6, 32, 32, 3) and small.dtype == np.uint8
+    x, y = next(iter(image_loader(small, np.arange(6) % 3, batch_size=4, train=True)))
+    assert x.shape == (4, 3, 32, 32) and len(y) == 4
+    assert not torch.allclose(x[:, 0], x[:, 1])  # the channels stay apart: colour is not collapsed to grey

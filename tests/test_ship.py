@@ -40,7 +40,7 @@ def test_bad_input_messages(shipped, tmp_path):
     loaded = ImageClassifier.load(folder)
     with pytest.raises(ImageInputError, match="No image file at .*nope.png"):
         loaded.predict(tmp_path / "nope.png")
-    with pytest.raises(ImageInputError, match=r"Expected a grey \(H, W\) image, got colour"):
+    with pytest.raises(ImageInputError, match=r"Expected a grey image \(H, W\), got a colour one"):
         loaded.predict_array(np.stack([np.zeros((64, 64), np.uint8), np.full((64, 64), 255, np.uint8),
                                        np.zeros((64, 64), np.uint8)], axis=-1))
     with pytest.raises(ImageInputError, match="too small to inspect"):
