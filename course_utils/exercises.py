@@ -282,18 +282,33 @@ def _top_blocks_checker(model: Any, k: int = 3) -> str | None:
     return f"{sum(p.numel() for n, p in model.named_parameters() if n in trainable):,} trainable, expected {count:,}."
 
 
+MOBILENET_V2_2_CLASSES = 2_226_434  # weights of load_mobilenet_v2(num_classes=2)
+
+
 def _discriminative_checker(answer: Any) -> str | None:
-    """Checker: param groups whose learning rate shrinks by 2.6 per block going down, head at 1e-3."""
+    """Checker: layer groups of a whole 2-class MobileNetV2, head at 1e-3, none below 1e-5, lowest at the stem."""
     groups = answer.param_groups if hasattr(answer, "param_groups") else list(answer)
+    groups = [{**g, "params": list(g["params"])} for g in groups]
     lrs = [g["lr"] for g in groups]
+    if len(groups) < 3:
+        return (f"{len(groups)} group(s): use the four layer groups (features[:7], features[7:14], features[14:], "
+                "classifier), each with its own learning rate.")
     if len(set(lrs)) == 1:
-        return (f"All {len(groups)} group(s) share lr={lrs[0]:g}: that is plain fine-tuning. Give each block its own "
-                "group, with the lr divided by 2.6 for each step down.")
+        return (f"All {len(groups)} groups share lr={lrs[0]:g}: that is plain fine-tuning. Give each layer group its "
+                "own rate, smaller going down.")
     if abs(max(lrs) - 1e-3) > 1e-12:
         return f"The head (the largest lr) should get 1e-3; the largest here is {max(lrs):g}."
-    ordered = sorted(lrs, reverse=True)
-    if any(abs(a / b - 2.6) > 1e-6 for a, b in zip(ordered, ordered[1:])):
-        return "Each block's lr should be the one above divided by 2.6 (ULMFiT); some steps differ."
+    if min(lrs) < 1e-5 * (1 - 1e-9):
+        return (f"The lowest group gets {min(lrs):g}, under 1e-5 (a hundredth of the head's rate): it would hardly "
+                "train. Spread the rates over about 100 times, not more.")
+    counts = [sum(p.numel() for p in g["params"]) for g in groups]
+    if sum(counts) != MOBILENET_V2_2_CLASSES:
+        return (f"The groups hold {sum(counts):,} weights; a 2-class MobileNetV2 has {MOBILENET_V2_2_CLASSES:,}. Full "
+                "fine-tuning puts every weight in exactly one group (start from a fresh, unfrozen model).")
+    if counts[lrs.index(max(lrs))] != 1280 * 2 + 2:
+        return "The group with the largest rate should be the head alone (model.classifier, 2,562 weights)."
+    if not any(tuple(p.shape) == (32, 3, 3, 3) for p in groups[lrs.index(min(lrs))]["params"]):
+        return "The smallest rate belongs to the first layers (model.features[0], the stem), which hold the most general features."
     return None
 
 
@@ -301,9 +316,13 @@ def lesson04(k: int = 3) -> tuple[Question, Question]:
     """The exercises of ``04_fine_tuning_images.ipynb``."""
     q1 = Question("q1", lambda model: _top_blocks_checker(model, k),
                   f"freeze(model.features[:-{k}]) freezes every block below the top {k}; the head stays trainable.",
-                  f"model = load_mobilenet_v2(num_classes=2)\nfreeze(model.features[:-{k}])")
+                  f"exercise_model = load_mobilenet_v2(num_classes=2)\nfreeze(exercise_model.features[:-{k}])")
     q2 = Question("q2", _discriminative_checker,
-                  "discriminative_param_groups(model, lr, decay) builds them; or write the loop over "
-                  "[model.classifier] + list(model.features)[::-1] yourself.",
-                  "groups = discriminative_param_groups(model, lr=1e-3, decay=2.6)")
+                  "Four layer groups: ft_model.features[:7], ft_model.features[7:14], ft_model.features[14:] and "
+                  "ft_model.classifier; one dict per group, {'params': list(group.parameters()), 'lr': rate}, the "
+                  "rates rising from 1e-5 to 1e-3.",
+                  "ft_model = load_mobilenet_v2(num_classes=2)\n"
+                  "groups = [ft_model.features[:7], ft_model.features[7:14], ft_model.features[14:], ft_model.classifier]\n"
+                  "rates = [1e-3 / 100 ** (1 - i / 3) for i in range(4)]  # 1e-5, 4.6e-5, 2.2e-4, 1e-3\n"
+                  "ft_groups = [{'params': list(g.parameters()), 'lr': r} for g, r in zip(groups, rates)]")
     return q1, q2

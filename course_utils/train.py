@@ -251,20 +251,30 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sche
     return state["history"], {"score": state["best_score"], "state": state["best_state"]}
 
 
-def discriminative_param_groups(model: nn.Module, lr: float, decay: float = 2.6) -> list[dict]:
-    """Parameter groups with a learning rate that shrinks by ``decay`` per block going down the network.
+def layer_groups(model: nn.Module) -> list[nn.Module]:
+    """MobileNetV2 in four layer groups, input to output: stem and early blocks, middle blocks, top blocks, head.
 
-    The head gets ``lr``, the last block of ``model.features`` ``lr / decay``, the one below it
-    ``lr / decay**2``, and so on (ULMFiT, Howard & Ruder 2018). Frozen parameters are left out.
     Introduced in ``04_fine_tuning_images.ipynb``.
     """
-    blocks = [model.classifier] + list(model.features)[::-1]
-    groups = []
-    for depth, block in enumerate(blocks):
-        params = [p for p in block.parameters() if p.requires_grad]
+    return [model.features[:7], model.features[7:14], model.features[14:], model.classifier]
+
+
+def discriminative_param_groups(groups: list[nn.Module], lr: float, span: float = 100.0) -> list[dict]:
+    """One optimizer group per layer group, learning rates spread geometrically from ``lr / span`` (the first,
+    lowest group) up to ``lr`` (the last, the head): fastai's ``slice(lr / span, lr)``.
+
+    ULMFiT (Howard & Ruder 2018) divides the rate per *layer group*, a handful of them, never per block: 2.6 per
+    block over MobileNetV2's 19 blocks would leave the lowest ones at 1e-8 of the head's rate, untrained.
+    Frozen parameters are left out. Introduced in ``04_fine_tuning_images.ipynb``.
+    """
+    steps = max(len(groups) - 1, 1)
+    rates = [lr / span ** (1 - i / steps) for i in range(len(groups))] if len(groups) > 1 else [lr]
+    out = []
+    for group, rate in zip(groups, rates):
+        params = [p for p in group.parameters() if p.requires_grad]
         if params:
-            groups.append({"params": params, "lr": lr / decay ** depth})
-    return groups
+            out.append({"params": params, "lr": rate})
+    return out
 
 
 def train_steps(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, steps: int, lr: float,

@@ -71,7 +71,7 @@ def test_lesson03():
 
 def test_lesson04():
     from course_utils.exercises import lesson04
-    from course_utils.train import discriminative_param_groups
+    from course_utils.train import discriminative_param_groups, layer_groups
 
     q1, q2 = lesson04()
     model = load_mobilenet_v2(num_classes=2)
@@ -81,7 +81,20 @@ def test_lesson04():
     frozen = load_mobilenet_v2(num_classes=2)
     freeze(frozen)
     assert "The head is frozen too" in q1.feedback(frozen)
-    groups = discriminative_param_groups(model, lr=1e-3, decay=2.6)
+    ft_model = load_mobilenet_v2(num_classes=2)
+    groups = discriminative_param_groups(layer_groups(ft_model), lr=1e-3, span=100)
     assert q2.feedback(groups) == "q2: Correct!"
     assert q2.feedback(torch.optim.AdamW(groups)) == "q2: Correct!"
-    assert "plain fine-tuning" in q2.feedback([{"params": [], "lr": 1e-3}, {"params": [], "lr": 1e-3}])
+    written = [ft_model.features[:7], ft_model.features[7:14], ft_model.features[14:], ft_model.classifier]
+    by_hand = [{"params": g.parameters(), "lr": r} for g, r in zip(written, [1e-5, 5e-5, 2e-4, 1e-3])]
+    assert q2.feedback(by_hand) == "q2: Correct!"  # generators of parameters are fine too
+    same = [{"params": list(g.parameters()), "lr": 1e-3} for g in written]
+    assert "plain fine-tuning" in q2.feedback(same)
+    per_block = [{"params": list(b.parameters()), "lr": 1e-3 / 2.6 ** d}
+                 for d, b in enumerate([ft_model.classifier] + list(ft_model.features)[::-1])]
+    assert "under 1e-5 (a hundredth of the head's rate): it would hardly train" in q2.feedback(per_block)
+    trainable_only = [{"params": [p for p in g.parameters() if p.requires_grad], "lr": r}
+                      for g, r in zip(layer_groups(model), [1e-5, 5e-5, 2e-4, 1e-3])]  # q1's model: mostly frozen
+    assert "start from a fresh, unfrozen model" in q2.feedback(trainable_only)
+    upside_down = [{"params": list(g.parameters()), "lr": r} for g, r in zip(written, [1e-3, 2e-4, 5e-5, 1e-5])]
+    assert "should be the head alone" in q2.feedback(upside_down)

@@ -1,5 +1,6 @@
 """Teach, then import: the code a lesson writes out does what the package's version does."""
 
+import ast
 import json
 from pathlib import Path
 
@@ -8,21 +9,23 @@ import pytest
 import torch
 from torch import nn
 
-from course_utils.train import class_weights, feature_loader, fit
+from course_utils.models import load_mobilenet_v2
+from course_utils.train import class_weights, discriminative_param_groups, feature_loader, fit, layer_groups
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def notebook_function(notebook: str, name: str) -> dict:
-    """Run the code cell of ``notebook`` that defines ``name`` (its definitions only) and return its namespace."""
+    """Run the definitions of the code cell of ``notebook`` that defines ``name`` (its imports, functions and
+    UPPER_CASE constants, not its training) and return the namespace."""
     cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]
     source = next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and f"def {name}(" in "".join(c["source"]))
-    lines = source.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"def {name}("))
-    end = next((i for i in range(start + 1, len(lines)) if lines[i] and not lines[i][0].isspace()), len(lines))
-    imports = "\n".join(line for line in lines[:start] if line.startswith(("import ", "from ")))
+    keep = [node for node in ast.parse(source).body
+            if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef))
+            or (isinstance(node, ast.Assign) and all(n.id.isupper() for t in node.targets
+                                                      for n in ast.walk(t) if isinstance(n, ast.Name)))]
     namespace = {"torch": torch, "nn": nn}
-    exec(imports + "\n" + "\n".join(lines[start:end]), namespace)
+    exec(compile(ast.Module(body=keep, type_ignores=[]), notebook, "exec"), namespace)
     return namespace
 
 
@@ -59,3 +62,44 @@ def test_lesson03_class_weights_match_the_package():
     source = json.loads((NOTEBOOKS / "03_replacing_the_head.ipynb").read_text())["cells"]
     assert any("counts.sum() / (len(counts) * counts)" in "".join(c["source"]) for c in source)
     assert torch.allclose(written, class_weights(labels))
+
+
+def test_lesson04_layer_groups_match_the_package():
+    taught = notebook_function("04_fine_tuning_images.ipynb", "param_groups")
+    model = load_mobilenet_v2(num_classes=2)
+    assert [list(g.parameters()) for g in taught["layer_groups"](model)] == [list(g.parameters()) for g in
+                                                                             layer_groups(model)]
+    mine = taught["param_groups"](model)
+    packaged = discriminative_param_groups(layer_groups(model), lr=taught["LR"], span=taught["SPAN"])
+    assert [g["lr"] for g in mine] == pytest.approx([g["lr"] for g in packaged])
+    assert [[id(p) for p in g["params"]] for g in mine] == [[id(p) for p in g["params"]] for g in packaged]
+    assert min(g["lr"] for g in mine) >= taught["LR"] / 100 * (1 - 1e-9)  # no group left untrained
+
+
+def notebook_cell_definitions(notebook: str, marker: str, names: set[str], namespace: dict) -> dict:
+    """Run the imports, functions and the assignments to ``names`` of the code cell holding ``marker``."""
+    cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]
+    source = next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and marker in "".join(c["source"]))
+    keep = [node for node in ast.parse(source).body
+            if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef))
+            or (isinstance(node, ast.Assign) and {t.id for t in node.targets if isinstance(t, ast.Name)} <= names)]
+    exec(compile(ast.Module(body=keep, type_ignores=[]), notebook, "exec"), namespace)
+    return namespace
+
+
+def test_lesson05_training_arguments_match_make_trainer():
+    from datasets import Dataset
+
+    from course_utils.text import accuracy, load_tokenizer, make_trainer, new_classifier
+
+    taught = notebook_cell_definitions("05_fine_tuning_language.ipynb", "args = TrainingArguments(",
+                                       {"args", "collator"},
+                                       {"np": np, "torch": torch, "device": torch.device("cpu"),
+                                        "tokenizer": load_tokenizer()})
+    tiny = Dataset.from_dict({"input_ids": [[101, 102]] * 4, "attention_mask": [[1, 1]] * 4, "label": [0, 1] * 2})
+    packaged = make_trainer(new_classifier(seed=0), tiny, tiny, load_tokenizer(), seed=0, num_epochs=1, lr=1e-4,
+                            eval_steps=72)
+    assert taught["args"].to_dict() == packaged.args.to_dict()
+    assert type(taught["collator"]) is type(packaged.data_collator)
+    eval_pred = (np.array([[0.2, 0.8], [0.9, 0.1], [0.3, 0.7]]), np.array([1, 1, 1]))
+    assert taught["compute_metrics"](eval_pred) == accuracy(eval_pred) == {"accuracy": pytest.approx(2 / 3)}

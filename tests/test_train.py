@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from course_utils.models import freeze, load_mobilenet_v2, small_cnn, trainable_summary
-from course_utils.train import (discriminative_param_groups, evaluate, feature_loader, fit, image_loader, scores,
+from course_utils.train import (discriminative_param_groups, evaluate, feature_loader, fit, image_loader, layer_groups,
+                                scores,
                                 train_steps)
 
 
@@ -98,14 +99,18 @@ def test_train_steps_curve():
     assert curve == [1.0, 1.0]
 
 
-def test_discriminative_groups_shrink_downwards():
+def test_discriminative_groups_span_the_layer_groups():
     model = load_mobilenet_v2(num_classes=2)
+    groups = discriminative_param_groups(layer_groups(model), lr=1e-3, span=100)
+    rates = [g["lr"] for g in groups]
+    assert len(groups) == 4 and rates[-1] == 1e-3 and rates[0] == pytest.approx(1e-5)
+    assert all(a < b for a, b in zip(rates, rates[1:]))  # rising towards the head
+    assert min(rates) >= 1e-3 / 100 * (1 - 1e-9)  # no trainable group below a hundredth of the head's rate
+    assert sum(p.numel() for g in groups for p in g["params"]) == sum(p.numel() for p in model.parameters())
     freeze(model.features[:10])
-    groups = discriminative_param_groups(model, lr=1e-3, decay=2.6)
-    assert groups[0]["lr"] == 1e-3 and groups[1]["lr"] == pytest.approx(1e-3 / 2.6)
-    assert all(a["lr"] > b["lr"] for a, b in zip(groups, groups[1:]))
-    assert len(groups) == 1 + 9  # the head and features.10 to features.18; frozen blocks left out
-    assert sum(p.numel() for g in groups for p in g["params"]) == sum(
+    partly = discriminative_param_groups(layer_groups(model), lr=1e-3)
+    assert len(partly) == 3  # the all-frozen first group is left out
+    assert sum(p.numel() for g in partly for p in g["params"]) == sum(
         p.numel() for p in model.parameters() if p.requires_grad)
 
 
