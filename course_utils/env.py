@@ -14,10 +14,10 @@ import torch
 
 PACKAGES = ("torch", "torchvision", "transformers", "datasets", "scikit-learn", "matplotlib", "numpy")
 
-# The reference machine (2 CPU cores, no GPU): speed_test() took this many seconds there, and the
-# lessons took REFERENCE_MINUTES in all (measured with `python -m course_utils bench`).
-REFERENCE_SPEED_S = 0.72  # a 2-core AMD EPYC without AVX-512 or AMX, 2026-11-25
-REFERENCE_MINUTES = 16.0
+# The reference machine (2 CPU cores, no GPU): speed_test() took this many seconds there (0.43-0.57 s over
+# runs on an idle machine), and the lessons took REFERENCE_MINUTES in all, cold (a fresh-clone `make test`).
+REFERENCE_SPEED_S = 0.55  # a 2-core AMD EPYC without AVX-512 or AMX, 2026-11-25
+REFERENCE_MINUTES = 17.0
 
 
 def get_device() -> torch.device:
