@@ -128,7 +128,12 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-JUNK_FILES = {".DS_Store", "Thumbs.db", "desktop.ini"}  # what macOS and Windows write into any folder opened
+JUNK_FILES = {".ds_store", "thumbs.db", "desktop.ini"}  # what macOS and Windows write into any folder opened
+
+
+def is_junk(path: Path) -> bool:
+    """A file a file manager leaves behind (.DS_Store, ._name, Thumbs.db, desktop.ini): never data."""
+    return path.name.lower() in JUNK_FILES or path.name.startswith("._")
 
 
 def list_files(asset: Asset, folder: Path) -> list[str]:
@@ -136,7 +141,7 @@ def list_files(asset: Asset, folder: Path) -> list[str]:
     if asset.files:
         return sorted(asset.files)
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
-                  if p.is_file() and p.name not in JUNK_FILES and not p.name.startswith("._"))
+                  if p.is_file() and not is_junk(p))
 
 
 def digest(asset: Asset, folder: Path) -> str:

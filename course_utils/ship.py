@@ -15,8 +15,7 @@ from torchvision.models import mobilenet_v2
 
 from course_utils.assets import sha256_file, shown
 from course_utils.env import model_device
-from course_utils.vision import (GREY_TOLERANCE, MIN_SIDE, ImageInputError, read_image, resize_image, to_input,
-                                 with_channels)
+from course_utils.vision import MIN_SIDE, ImageInputError, grey_if_grey, read_image, resize_image, to_input
 
 CONFIG_KEYS = ("architecture", "class_names", "channels", "load_size", "input_size", "weights_sha256")
 
@@ -115,17 +114,19 @@ class ImageClassifier:
         model.load_state_dict(state, strict=True)
         return cls(model, config["input_size"], config["class_names"], config["load_size"], config["channels"])
 
-    def predict_array(self, image: np.ndarray) -> Prediction:
-        """Classify one uint8 image, grey (H, W) or colour (H, W, 3), as the model was trained."""
+    def predict_array(self, image: np.ndarray, source: str | Path | None = None) -> Prediction:
+        """Classify one uint8 image, grey (H, W) or colour (H, W, 3), as the model was trained; ``source``
+        (the file it came from) is named in any message."""
         image = np.asarray(image)
         if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[-1] != 3):
             raise ImageInputError(f"Expected one image shaped (H, W) or (H, W, 3), got {image.shape}.")
-        if image.ndim == 3 and np.ptp(image.astype(np.int16), axis=-1).max() <= GREY_TOLERANCE:
-            image = with_channels(image, 1)  # a grey picture stored in three equal channels
+        if image.ndim == 3:
+            image = grey_if_grey(image)  # a grey picture stored in three equal channels is grey
         kind = {2: ("grey", "(H, W)"), 3: ("colour", "(H, W, 3)")}
         wanted, got = kind[2 if self.channels == 1 else 3], kind[image.ndim]
         if wanted != got:
-            raise ImageInputError(f"Expected a {wanted[0]} image {wanted[1]}, got a {got[0]} one {image.shape}: "
+            where = f"{shown(source)}: " if source is not None else ""
+            raise ImageInputError(f"{where}Expected a {wanted[0]} image {wanted[1]}, got a {got[0]} one {image.shape}: "
                                   f"this model was trained on {wanted[0]} images; give it {wanted[0]} ones.")
         if min(image.shape[:2]) < MIN_SIDE:
             raise ImageInputError(f"Image of {image.shape[1]}x{image.shape[0]} pixels is too small to inspect "
@@ -138,9 +139,4 @@ class ImageClassifier:
 
     def predict(self, path: str | Path) -> Prediction:
         """Classify one image file, as a factory line would: any size, read and resized as in training."""
-        try:
-            return self.predict_array(read_image(path))
-        except ImageInputError as error:
-            if str(error).startswith("Expected a "):
-                raise ImageInputError(f"{shown(path)}: {error}") from None
-            raise
+        return self.predict_array(read_image(path), source=path)

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 
+from course_utils import assets
 from course_utils.assets import ASSETS, asset_path, shown
 from course_utils.data import cache_key, cached_array
 from course_utils.models import IMAGENET_MEAN, IMAGENET_STD
@@ -21,7 +22,6 @@ ELPV_SIZE = 2624
 PAPER_TEST_SIZE = 656  # Deitsch et al. 2019: 25% of the 2,624 cells, stratified
 MIN_SIDE = 32  # pixels: a smaller image carries too little to classify, and upscaling it invents nothing
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-JUNK_FILES = {"thumbs.db", "desktop.ini"}  # written by file managers; skipped, like hidden files (.DS_Store)
 GREY_TOLERANCE = 12  # a colour file whose channels differ by at most this much is a grey image (JPEG noise)
 
 
@@ -184,8 +184,8 @@ def split_indices(labels: np.ndarray, val: float | int = 0.2, test: float | int 
 
 
 def is_junk(path: Path) -> bool:
-    """Files a file manager leaves in folders (.DS_Store, ._name, Thumbs.db, desktop.ini): never data."""
-    return path.name.startswith(".") or path.name.lower() in JUNK_FILES
+    """Not an image of the folder: a hidden file, or what a file manager leaves behind (``assets.is_junk``)."""
+    return path.name.startswith(".") or assets.is_junk(path)
 
 
 def check_folder(root: str | Path) -> list[str]:
@@ -300,9 +300,13 @@ def _pixels(img: Image.Image) -> np.ndarray:
         return np.round(np.asarray(img, dtype=np.float32) / 257).clip(0, 255).astype(np.uint8)
     if img.mode in ("1", "L", "LA", "F"):
         return np.asarray(img.convert("L"))
-    rgb = np.asarray(img.convert("RGB"))
+    return grey_if_grey(np.asarray(img.convert("RGB")))
+
+
+def grey_if_grey(rgb: np.ndarray) -> np.ndarray:
+    """A colour image (H, W, 3) as grey (H, W) when its channels are equal within GREY_TOLERANCE, else unchanged."""
     spread = rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)
-    return np.asarray(img.convert("L")) if spread.max() <= GREY_TOLERANCE else rgb
+    return with_channels(rgb, 1) if spread.max() <= GREY_TOLERANCE else rgb
 
 
 PHOTO_CLASSES = {"flower": "flower.jpg", "portrait": "grace_hopper.jpg", "temple": "china.jpg"}
