@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import inspect
 import json
 import sys
 from collections.abc import Callable
@@ -69,3 +70,47 @@ def cached_json(folder: str, name: str, key: str, compute: Callable[[], object])
     result = compute()
     _save(path, lambda tmp: tmp.write_text(json.dumps(result, indent=1)))
     return result
+
+
+def key_of(value: object) -> object:
+    """How an input enters a cache key: a model by its weights, an array by its bytes, a function by its code."""
+    import torch
+
+    from course_utils.features import fingerprint, images_fingerprint
+
+    if isinstance(value, torch.nn.Module):
+        return fingerprint(value)
+    if isinstance(value, torch.Tensor):
+        return images_fingerprint(value.detach().cpu().numpy())
+    if isinstance(value, np.ndarray):
+        return images_fingerprint(value)
+    if callable(value) and hasattr(value, "__code__"):
+        try:
+            return inspect.getsource(value)
+        except (OSError, TypeError):  # no source to read: the compiled code stands in for it
+            return hashlib.sha256(value.__code__.co_code).hexdigest()
+    return value
+
+
+def cached(folder: str, name: str, compute: Callable[[], object], *inputs: object) -> object:
+    """``compute()``'s result, saved in ``data/<folder>/``: a re-run with the same code of ``compute`` and the
+    same ``inputs`` (models, arrays, settings, helper functions) reads it back instead of computing it again.
+
+    An array is saved as ``.npy``, anything else as JSON (a tuple comes back as a list).
+    """
+    key = cache_key(key_of(compute), *(key_of(value) for value in inputs))
+    for suffix in (".npy", ".json"):
+        if cache_path(folder, name, key, suffix).is_file():
+            if suffix == ".npy":
+                return cached_array(folder, name, key, compute)
+            return cached_json(folder, name, key, compute)
+    result = compute()
+    if isinstance(result, np.ndarray):
+        return cached_array(folder, name, key, lambda: result)
+    return cached_json(folder, name, key, lambda: result)
+
+
+def keyed_path(folder: str, name: str, *inputs: object, suffix: str = ".pt") -> Path:
+    """``data/<folder>/<name>-<key><suffix>``, the key made from ``inputs`` as ``cached`` makes it: a place for a
+    checkpoint that a changed setting does not reuse."""
+    return cache_path(folder, name, cache_key(*(key_of(value) for value in inputs)), suffix)

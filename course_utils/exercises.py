@@ -22,6 +22,7 @@ class _Blank:
 ____ = _Blank()  # noqa: E305 - the name learners see in a blank exercise cell
 
 NOT_ATTEMPTED = "Not attempted yet: replace ____ with your answer, then run the cell again."
+# A checker returns NOT_ATTEMPTED for an object the exercise cell made but the learner has not changed yet.
 
 
 def _has_blank(answer: Any) -> bool:
@@ -43,6 +44,7 @@ class Question:
     checker: Callable[[Any], str | None]
     hint_text: str
     solution_text: str
+    done: bool = False  # set once an answer is right (for an open question: once it is written)
 
     def feedback(self, answer: Any) -> str:
         """The feedback text for ``answer``, as ``check()`` prints it."""
@@ -52,6 +54,9 @@ class Question:
             problem = self.checker(answer)
         except Exception as exc:  # a half-finished answer should get feedback, not a traceback
             problem = f"checking your answer raised {type(exc).__name__}: {exc}"
+        if problem == NOT_ATTEMPTED:
+            return f"{self.name}: {NOT_ATTEMPTED}"
+        self.done = self.done or problem is None
         return f"{self.name}: Correct!" if problem is None else f"{self.name}: Not yet. {problem}"
 
     def check(self, answer: Any = ____) -> None:
@@ -65,6 +70,45 @@ class Question:
     def solution(self) -> None:
         """Print the reference solution."""
         print(f"{self.name} solution:\n{self.solution_text}")
+
+
+MIN_WORDS = 5  # an open answer shorter than this is not an answer yet
+
+
+def _words_checker(answer: Any) -> str | None:
+    """Checker of an open question: any answer written as a sentence."""
+    if isinstance(answer, str) and len(answer.split()) >= MIN_WORDS:
+        return None
+    return f"Write your answer as a sentence in quotes (at least {MIN_WORDS} words)."
+
+
+class Thought(Question):
+    """An open question: ``check(text)`` takes the learner's answer in words, then shows a model answer."""
+
+    def __init__(self, name: str, answer_text: str,
+                 hint_text: str = "There is no single right wording: say what you expect and why, in a sentence or two."):
+        super().__init__(name, _words_checker, hint_text, answer_text)
+
+    def feedback(self, answer: Any) -> str:
+        """The feedback text for ``answer``: once it is a sentence, the model answer to compare it with."""
+        text = super().feedback(answer)
+        if text == f"{self.name}: Correct!":
+            return f"{self.name}: Thank you. Compare yours with this model answer:\n{self.solution_text}"
+        return text
+
+
+def choice_checker(right: str, why_not: dict[str, str]) -> Callable[[Any], str | None]:
+    """Checker of a multiple-choice question: ``right`` is the letter; ``why_not`` says what is wrong with each other."""
+
+    def check(answer: Any) -> str | None:
+        letter = str(answer).strip().lower().strip("()")
+        if letter == right:
+            return None
+        if letter not in why_not:
+            return f"Answer with one letter: {', '.join(sorted([right, *why_not]))}."
+        return why_not[letter]
+
+    return check
 
 
 def _ids_checker(tokenizer, text: str) -> Callable[[Any], str | None]:
@@ -89,6 +133,8 @@ def _head_only_checker(model: Any) -> str | None:
     """Checker: only the classification head of ``model`` may be trainable."""
     head = sum(p.numel() for p in model.classifier.parameters())
     trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
+    if len(trainable) == len(list(model.parameters())):
+        return NOT_ATTEMPTED  # every parameter still trainable: the model as new_classifier made it
     outside = sorted({n.rsplit(".", 2)[0] if n.startswith("bert.encoder") else n.split(".")[1]
                       for n in trainable if not n.startswith("classifier")})
     if not trainable:
@@ -102,17 +148,26 @@ def _head_only_checker(model: Any) -> str | None:
     return None
 
 
-def lesson05(tokenizer: Any) -> tuple[Question, Question]:
+def lesson05(tokenizer: Any) -> tuple[Question, Question, Thought]:
     """The exercises of ``05_fine_tuning_language.ipynb``."""
     text = "An unwatchable mess."
     q1 = Question("q1", _ids_checker(tokenizer, text),
                   "Call the tokenizer on the text; the ids are under 'input_ids'. Both ends get a special token.",
                   f'ids = tokenizer("{text}")["input_ids"]')
     q2 = Question("q2", _head_only_checker,
-                  "Loop over model.named_parameters() and set requires_grad; the head's names start with 'classifier'.",
-                  "for name, param in model.named_parameters():\n"
+                  "Loop over student_model.named_parameters() and set requires_grad; the head's names start with "
+                  "'classifier'.",
+                  "student_model = new_classifier(seed=0)\n"
+                  "for name, param in student_model.named_parameters():\n"
                   "    param.requires_grad = name.startswith(\"classifier\")")
-    return q1, q2
+    q3 = Thought("q3", "The errors of section 6 and the sarcastic review share a cause: friendly words in a negative "
+                 "verdict. A few hundred more labelled reviews would help only if they contain such cases; collect "
+                 "and label examples of sarcasm, faint praise and mixed verdicts (the model's most confident "
+                 "mistakes are a good place to find them), add them to training, and measure on a *separate* set of "
+                 "such reviews, not only on the whole test set, where they are rare and a gain would hide in the "
+                 "noise. A bigger pretrained model, or one whose pretraining saw more reviews, may read them "
+                 "better, but that is a claim to measure the same way, not to assume.")
+    return q1, q2, q3
 
 
 def _always_defective_checker(answer: Any) -> str | None:
@@ -170,44 +225,68 @@ def lesson01() -> tuple[Question, Question, Question]:
     return q1, q2, q3
 
 
-def lesson02(model: Any, stages: list[str], probe: Any) -> tuple[Question, Question, Question]:
-    """The exercises of ``02_what_networks_learn.ipynb``; ``probe`` is (stages, seeds) balanced accuracy."""
-    import torch
-    from torchvision.models.feature_extraction import create_feature_extractor
+def probe_score(features: Any, labels: Any, train: Any, test: Any) -> float:
+    """Lesson 02's linear probe: standardised features, logistic regression, test balanced accuracy."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import balanced_accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
 
-    with torch.no_grad():
-        acts = create_feature_extractor(model, ["features.7", "features.13"]).eval()(torch.zeros(1, 3, 224, 224))
-    channels, side = acts["features.13"].shape[1], acts["features.7"].shape[-1]
-    best = stages[int(probe.mean(axis=1).argmax())]
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000, class_weight="balanced"))
+    clf.fit(features[train], labels[train])
+    return float(balanced_accuracy_score(labels[test], clf.predict(features[test])))
 
-    def check_channels(answer: Any) -> str | None:
-        if int(answer) == channels:
+
+def lesson02_prediction() -> Thought:
+    """The question of ``02_what_networks_learn.ipynb`` asked before the probe runs: predict, then look."""
+    return Thought("q1", "The probe below answers it; here is how to reason before seeing it. The first layers detect "
+                 "edges and colour contrasts, which any image has, but a stage that early, averaged over the whole "
+                 "cell, holds little about a thin crack. The last layer is the most tied to ImageNet's 1,000 "
+                 "classes (Yosinski et al. 2014), and grey electroluminescence cells look nothing like ImageNet's "
+                 "photos. So a good bet is a middle-to-late block: general enough to describe lines, dark patches "
+                 "and texture, specific enough to combine them. Compare with the figure: was the first stage the "
+                 "worst, and did the last layer add anything?",
+                 "Think of what a crack is made of (lines, dark patches) and which layers detect such things.")
+
+
+def lesson02(stages: list[str], probe: Any, pooled: dict, labels: Any) -> tuple[Question, Question]:
+    """The end-of-lesson exercises of ``02_what_networks_learn.ipynb``; ``probe`` is (stages, seeds) balanced
+    accuracy, ``pooled`` the probe's features by stage."""
+    import numpy as np
+
+    from course_utils.vision import elpv_splits
+
+    best = stages[int(np.asarray(probe).mean(axis=1).argmax())]
+    split = elpv_splits(labels, n_train=100, seed=0)
+    few = probe_score(pooled[best], labels, split["train"], split["test"])
+    q2 = Question("q2", choice_checker("b", {
+        "a": "The curve is almost flat after the second stage, and the deepest layer (`features`) is not the best: "
+             "depth alone does not explain the scores.",
+        "c": "`features` has 1,280 numbers per cell and is no better than the best block with a tenth of that: "
+             "more features did not help here.",
+        "d": "Nothing in this lesson measures a network *without* pretraining, so it cannot say what pretraining "
+             "explains. The control would be a randomly initialised MobileNetV2 probed the same way.",
+    }), "Look at how many numbers per cell each stage gives the probe, and what else changes between stages.",
+        'answer = "b"  # 16 channels at features.1, 1,280 at the end: width and depth change together')
+    stage_hint = f"the best stage, {best}"
+
+    def check_few(answer: Any) -> str | None:
+        value = float(answer)
+        if abs(value - few) < 1e-6:
             return None
-        if int(answer) in (7, 14, 28):
-            return f"{answer} is a spatial size; the channels are the first dimension of the map (C, H, W)."
-        return f"{answer} is not it: look at the first dimension of the (channels, height, width) map."
+        if abs(value - float(np.asarray(probe)[stages.index(best)].mean())) < 1e-6:
+            return "That is the 800-cell score from the table; train a new probe on the 100-cell split."
+        return (f"{value:.3f} is not it: fit the probe on pooled[stages[best]][split['train']] of "
+                "elpv_splits(cells.labels, n_train=100, seed=0) and score it on split['test'].")
 
-    def check_side(answer: Any) -> str | None:
-        if int(answer) == side:
-            return None
-        if int(answer) == 224 // 8:
-            return f"{answer} = 224 / 8, but features.7 comes after a fourth stride-2 block: 224 / 16."
-        return f"{answer} is not it: count the stride-2 blocks up to features.7 (or measure the map)."
-
-    def check_best(answer: Any) -> str | None:
-        if answer == best:
-            return None
-        if answer not in stages:
-            return f"{answer!r} is not one of the stages: {', '.join(stages)}."
-        return f"{answer} scored {probe[stages.index(answer)].mean():.3f} on average; one stage scored higher."
-
-    q1 = Question("q1", check_channels, "feature_maps(model, cat_input, ['features.13']) gives a (C, H, W) tensor.",
-                  "channels_13 = feature_maps(model, cat_input, ['features.13'])['features.13'].shape[0]")
-    q2 = Question("q2", check_side, "The cat's map at features.7 was printed in section 3; or take .shape[-1].",
-                  "side = feature_maps(model, cat_input, ['features.7'])['features.7'].shape[-1]  # 224 / 16")
-    q3 = Question("q3", check_best, "probe.mean(axis=1) is the mean per stage; argmax finds the best row.",
-                  "answer = stages[probe.mean(axis=1).argmax()]")
-    return q1, q2, q3
+    q3 = Question("q3", check_few, f"Copy the probe from section 5: same pipeline, {stage_hint}, the 100-cell split.",
+                  "split = elpv_splits(cells.labels, n_train=100, seed=0)\n"
+                  "clf = make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=3000, "
+                  "class_weight=\"balanced\"))\n"
+                  "clf.fit(pooled[best_stage][split[\"train\"]], cells.labels[split[\"train\"]])\n"
+                  "answer = balanced_accuracy_score(cells.labels[split[\"test\"]], "
+                  "clf.predict(pooled[best_stage][split[\"test\"]]))")
+    return q2, q3
 
 
 def _frozen_new_head_checker(model: Any) -> str | None:
@@ -217,6 +296,8 @@ def _frozen_new_head_checker(model: Any) -> str | None:
     if not isinstance(model, nn.Module) or not hasattr(model, "classifier"):
         return f"Expected a MobileNetV2 (from load_mobilenet_v2()), got {type(model).__name__}."
     last = model.classifier[-1]
+    if all(p.requires_grad for p in model.parameters()) and last.out_features == 1000:
+        return NOT_ATTEMPTED  # the model as load_mobilenet_v2() made it
     if not isinstance(last, nn.Linear) or last.out_features != 3:
         return f"The last layer of classifier should be nn.Linear(1280, 3); it is {last}."
     trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
@@ -229,7 +310,33 @@ def _frozen_new_head_checker(model: Any) -> str | None:
     return None
 
 
-def lesson03(test_labels: Any, predicted: Any) -> tuple[Question, Question, Question]:
+def _threshold_checker(labels: Any, probs: Any, target: float = 0.9) -> Callable[[Any], str | None]:
+    """Checker: the highest threshold whose recall on (labels, probs) is at least ``target``."""
+    import numpy as np
+
+    labels, probs = np.asarray(labels), np.asarray(probs)
+    defects = np.sort(probs[labels == 1])[::-1]
+    best = defects[int(np.ceil(target * len(defects))) - 1]  # the k-th most confident defect, k = target of them
+
+    def recall_alarms(t: float) -> tuple[float, int]:
+        flagged = probs >= t
+        return float(flagged[labels == 1].mean()), int(flagged[labels == 0].sum())
+
+    def check(answer: Any) -> str | None:
+        t = float(answer)
+        recall, alarms = recall_alarms(t)
+        if recall < target:
+            return f"At {t:.3f} the validation recall is {recall:.3f}, under {target}: lower the threshold."
+        if alarms > recall_alarms(best)[1]:
+            return (f"At {t:.3f} the recall is {recall:.3f} with {alarms} false alarms; a higher threshold still "
+                    f"catches {target:.0%} of the defects with fewer ({recall_alarms(best)[1]}).")
+        return None
+
+    return check
+
+
+def lesson03(test_labels: Any, predicted: Any, val_labels: Any, val_probs: Any
+             ) -> tuple[Question, Question, Question, Question]:
     """The exercises of ``03_replacing_the_head.ipynb``."""
     import numpy as np
 
@@ -255,14 +362,19 @@ def lesson03(test_labels: Any, predicted: Any) -> tuple[Question, Question, Ques
         return "Answer True or False."
 
     q1 = Question("q1", _frozen_new_head_checker,
-                  "freeze(model) sets requires_grad=False everywhere; a layer created afterwards trains.",
+                  "freeze(exercise_model) sets requires_grad=False everywhere; a layer created afterwards trains.",
                   "exercise_model = load_mobilenet_v2()\nfreeze(exercise_model)\n"
                   "exercise_model.classifier[-1] = nn.Linear(1280, 3)")
     q2 = Question("q2", check_recall, "Select the truly defective cells first, then count how many were predicted 1.",
                   "recall = np.mean(predicted[test_labels == 1] == 1)")
     q3 = Question("q3", check_recompute, "Look at what cached_features puts in its key (and what fingerprint hashes).",
                   "answer = False  # only the body's weights, the pixels, the size and the layer are in the key")
-    return q1, q2, q3
+    q4 = Question("q4", _threshold_checker(val_labels, val_probs),
+                  "Sort the defective validation cells' probabilities from high to low; the threshold is the one "
+                  "at position ceil(0.9 x their number).",
+                  "defects = np.sort(val_probs[val_labels == 1])[::-1]\n"
+                  "threshold = defects[int(np.ceil(0.9 * len(defects))) - 1]")
+    return q1, q2, q3, q4
 
 
 def _top_blocks_checker(model: Any, k: int = 3) -> str | None:
@@ -270,6 +382,8 @@ def _top_blocks_checker(model: Any, k: int = 3) -> str | None:
     expected = {n for n, _ in model.named_parameters()
                 if n.startswith("classifier") or int(n.split(".")[1]) >= len(model.features) - k}
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    if len(trainable) == len(list(model.parameters())):
+        return NOT_ATTEMPTED  # nothing frozen yet: the model as load_mobilenet_v2 made it
     count = sum(p.numel() for n, p in model.named_parameters() if n in expected)
     if trainable == expected:
         return None
@@ -312,12 +426,23 @@ def _discriminative_checker(answer: Any) -> str | None:
     return None
 
 
-def lesson04(k: int = 3) -> tuple[Question, Question]:
+def lesson04(k: int = 3) -> tuple[Question, Thought, Question]:
     """The exercises of ``04_fine_tuning_images.ipynb``."""
     q1 = Question("q1", lambda model: _top_blocks_checker(model, k),
-                  f"freeze(model.features[:-{k}]) freezes every block below the top {k}; the head stays trainable.",
+                  f"freeze(exercise_model.features[:-{k}]) freezes every block below the top {k}; the head stays "
+                  "trainable.",
                   f"exercise_model = load_mobilenet_v2(num_classes=2)\nfreeze(exercise_model.features[:-{k}])")
-    q2 = Question("q2", _discriminative_checker,
+    q2 = Thought("q2", "Choose what changes the picture but not the answer. Flips and quarter turns: the cells are "
+                 "square and photographed face-on, and a crack is a defect whichever way it points, so a mirrored "
+                 "or turned cell is a real-looking cell with the same label (8 views for free). Mild brightness and "
+                 "contrast changes: electroluminescence intensity varies between modules and exposures. Avoid: "
+                 "colour jitter (the images are grey), large random crops (they can cut the crack out and leave a "
+                 "'defective' label on a clean patch), blur or heavy downscaling (they erase thin cracks), and "
+                 "shear or perspective (the camera does not see cells that way). The loaders here use exactly "
+                 "flips, quarter turns, brightness and contrast.",
+                 "For each augmentation ask: does the transformed cell still look like a real cell, and does it keep "
+                 "its label?")
+    q3 = Question("q3", _discriminative_checker,
                   "Four layer groups: ft_model.features[:7], ft_model.features[7:14], ft_model.features[14:] and "
                   "ft_model.classifier; one dict per group, {'params': list(group.parameters()), 'lr': rate}, the "
                   "rates rising from 1e-5 to 1e-3.",
@@ -325,4 +450,4 @@ def lesson04(k: int = 3) -> tuple[Question, Question]:
                   "groups = [ft_model.features[:7], ft_model.features[7:14], ft_model.features[14:], ft_model.classifier]\n"
                   "rates = [1e-3 / 100 ** (1 - i / 3) for i in range(4)]  # 1e-5, 4.6e-5, 2.2e-4, 1e-3\n"
                   "ft_groups = [{'params': list(g.parameters()), 'lr': r} for g, r in zip(groups, rates)]")
-    return q1, q2
+    return q1, q2, q3

@@ -24,21 +24,22 @@ class Lesson:
     title: str
     teaches: str
     cpu_minutes: float  # measured on the 2-core reference machine, cold cache
+    study_minutes: int  # our estimate for a learner: reading, running, the exercises and the questionnaire
 
 
 LESSONS = [
-    Lesson("00_start_here", "Start here", "what transfer learning is, the lesson map, a preflight check", 0.5),
+    Lesson("00_start_here", "Start here", "what transfer learning is, the lesson map, a preflight check", 0.5, 15),
     Lesson("01_doctor_to_lawyer", "From doctor to lawyer: the analogy as an experiment",
-           "a fair transfer vs scratch comparison, data-efficiency curves over seeds", 3.0),
+           "a fair transfer vs scratch comparison, data-efficiency curves over seeds", 3.0, 45),
     Lesson("02_what_networks_learn", "What networks learn",
-           "filters, feature maps, activation maximisation, a linear probe at every depth", 2.0),
+           "filters, feature maps, activation maximisation, a linear probe at every depth", 2.0, 45),
     Lesson("03_replacing_the_head", "Replacing the head",
-           "freezing, BatchNorm, a new head on cached features, evaluation, your own images", 2.5),
+           "freezing, BatchNorm, a new head on cached features, evaluation, your own images", 2.5, 60),
     Lesson("04_fine_tuning_images", "Fine-tuning a pretrained CNN for factory inspection",
            "five strategies on 800 solar cells over seeds, cached activations, the paper's split, Grad-CAM, "
-           "shipping", 4.5),
+           "shipping", 4.5, 75),
     Lesson("05_fine_tuning_language", "Fine-tuning a transformer on movie reviews",
-           "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 5.0),
+           "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 5.0, 60),
 ]
 
 
@@ -101,10 +102,10 @@ def update_navigation(path: Path) -> bool:
 
 
 def lesson_map() -> str:
-    """A markdown table of the lessons with what each teaches and its time on a 2-core CPU."""
-    rows = ["| lesson | what it teaches | 2-core CPU |", "|---|---|---|"]
+    """A markdown table of the lessons: what each teaches, a learner's study time and its time on a 2-core CPU."""
+    rows = ["| lesson | what it teaches | study time | 2-core CPU |", "|---|---|---|---|"]
     rows += [f"| [{lesson.slug}]({lesson.slug}.ipynb) {lesson.title} | {lesson.teaches} | "
-             f"{lesson.cpu_minutes:g} min |" for lesson in LESSONS]
+             f"about {lesson.study_minutes} min | {lesson.cpu_minutes:g} min |" for lesson in LESSONS]
     return "\n".join(rows)
 
 
@@ -126,11 +127,13 @@ STUDENT = REPO_ROOT / "student"
 
 
 def student_copy(nb, slug: str):
-    """The student version of an instructor notebook: solution cells become their blanks, outputs cleared,
-    and the badges open the student copy, not the solutions."""
+    """The student version of an instructor notebook: solution cells become their blanks, cells tagged
+    'instructor' (the questionnaire's answers) are left out, outputs cleared, and the badges open the student
+    copy, not the solutions."""
     import copy
 
     nb = copy.deepcopy(nb)
+    nb.cells = [cell for cell in nb.cells if "instructor" not in cell.metadata.get("tags", [])]
     for cell in nb.cells:
         if "nav" in cell.metadata.get("tags", []):
             cell.source = nav_markdown(slug, "student")

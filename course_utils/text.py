@@ -15,7 +15,7 @@ from transformers import (AutoModel, AutoModelForSequenceClassification, AutoTok
                           TrainingArguments)
 
 from course_utils.assets import ASSETS, asset_file, data_dir, shown
-from course_utils.data import cache_key, cached_array
+from course_utils.data import cache_key, cache_path, cached_array
 from course_utils.env import bf16_is_fast, get_device, release_freed_memory
 from course_utils.models import minilm_path
 from course_utils.train import predict_proba
@@ -107,10 +107,13 @@ def new_classifier(seed: int = 0, report: bool = False):
     return model
 
 
-def accuracy(eval_pred) -> dict[str, float]:
-    """The Trainer's metric: accuracy of the arg-max prediction."""
+def compute_metrics(eval_pred) -> dict[str, float]:
+    """The Trainer's metrics: accuracy and balanced accuracy of the arg-max prediction."""
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
     logits, labels = eval_pred
-    return {"accuracy": float((np.argmax(logits, axis=-1) == labels).mean())}
+    predicted = np.argmax(logits, axis=-1)
+    return {"accuracy": accuracy_score(labels, predicted), "balanced_accuracy": balanced_accuracy_score(labels, predicted)}
 
 
 class ReleaseFreedMemory(TrainerCallback):
@@ -152,21 +155,32 @@ def make_trainer(model, train: Dataset, eval_dataset: Dataset | None, tokenizer,
         dataloader_pin_memory=device.type == "cuda", disable_tqdm=quiet, log_level="error")
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=eval_dataset,
                       data_collator=DataCollatorWithPadding(tokenizer), processing_class=tokenizer,
-                      compute_metrics=accuracy, callbacks=[ReleaseFreedMemory()])
+                      compute_metrics=compute_metrics, callbacks=[ReleaseFreedMemory()])
     if quiet:
         trainer.remove_callback(PrinterCallback)  # it prints every log line once tqdm is off
     return trainer
 
 
-def train_or_reuse(trainer: Trainer, folder: Path) -> Trainer:
-    """``trainer.train()``, then save the weights and the training log in ``folder``; when ``folder``
-    already holds a finished run, load those instead of training again (a re-run of the lesson).
+def run_key(trainer: Trainer) -> str:
+    """A short hash of what a Trainer run depends on: its arguments, its model's starting weights and its data."""
+    from course_utils.features import fingerprint
 
-    Name ``folder`` after everything the run depends on (``data.cache_key``), so a changed setting trains anew.
+    args = {k: v for k, v in trainer.args.to_dict().items() if k not in ("output_dir", "logging_dir")}
+    data = [None if ds is None else (len(ds), cache_key(list(ds["input_ids"]), list(ds["label"])))
+            for ds in (trainer.train_dataset, trainer.eval_dataset)]
+    return cache_key(args, fingerprint(trainer.model), data)
+
+
+def train_or_reuse(trainer: Trainer, name: str) -> Trainer:
+    """``trainer.train()``, then save the weights and the training log in ``data/models/<name>-<key>``; when
+    that folder already holds a finished run, load it instead of training again (a re-run of the lesson).
+
+    The key covers the arguments, the starting weights and the data, so a changed setting trains anew.
     """
-    state_file = Path(folder) / "trainer_state.json"
+    folder = cache_path("models", name, run_key(trainer), suffix="/trainer_state.json").parent
+    state_file = folder / "trainer_state.json"
     if state_file.is_file():
-        trainer.model.load_state_dict(load_file(Path(folder) / "model.safetensors"))
+        trainer.model.load_state_dict(load_file(folder / "model.safetensors"))
         trainer.state = TrainerState.load_from_json(str(state_file))
         print(f"Reused the finished run saved in {shown(folder)} (delete it to train again).")
         return trainer

@@ -12,7 +12,7 @@ def questions():
 
 
 def test_blank_says_not_attempted(questions, capsys):
-    q1, q2 = questions
+    q1, q2, _ = questions
     q1.check(____)
     q2.check()
     out = capsys.readouterr().out
@@ -20,7 +20,7 @@ def test_blank_says_not_attempted(questions, capsys):
 
 
 def test_q1_reference_and_wrong_answers(questions):
-    q1, _ = questions
+    q1, _, _ = questions
     tok = load_tokenizer()
     ids = tok("An unwatchable mess.")["input_ids"]
     assert q1.feedback(ids) == "q1: Correct!"
@@ -30,8 +30,9 @@ def test_q1_reference_and_wrong_answers(questions):
 
 
 def test_q2_reference_and_wrong_answers(questions):
-    _, q2 = questions
+    _, q2, _ = questions
     model = new_classifier(seed=0)
+    assert "Not attempted yet" in q2.feedback(model)  # the exercise cell's model, not changed yet
     for name, param in model.named_parameters():
         param.requires_grad = name.startswith("classifier")
     assert q2.feedback(model) == "q2: Correct!"
@@ -48,11 +49,22 @@ def test_q2_reference_and_wrong_answers(questions):
 
 
 def test_a_crashing_answer_gets_feedback_not_a_traceback(questions):
-    q1, _ = questions
+    q1, _, _ = questions
     assert "checking your answer raised TypeError" in q1.feedback(42)
 
 
 def test_a_blank_inside_a_tuple_or_dict_says_not_attempted(questions):
-    q1, _ = questions
+    q1, _, _ = questions
     for answer in [(____, [1, 2]), [1, ____], {"train": ____}]:
         assert "Not attempted yet" in q1.feedback(answer)
+
+
+def test_open_question_shows_its_model_answer_once_answered(questions, capsys):
+    _, _, q3 = questions
+    q3.check()
+    q3.check("more data")
+    assert not q3.done
+    q3.check("Label more sarcastic reviews and measure on a separate set of them.")
+    out = capsys.readouterr().out
+    assert out.count("Not attempted yet") == 1 and "at least 5 words" in out
+    assert "Compare yours with this model answer" in out and q3.done

@@ -4,7 +4,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from course_utils.exercises import ____, lesson01, lesson02, lesson03
+from course_utils.exercises import ____, lesson01, lesson02, lesson02_prediction, lesson03
 from course_utils.models import freeze, load_mobilenet_v2
 
 
@@ -34,23 +34,35 @@ def test_lesson01_split():
 
 
 def test_lesson02():
-    model = load_mobilenet_v2().eval()
-    stages = ["features.1", "features.16", "features"]
+    from course_utils.exercises import probe_score
+    from course_utils.vision import elpv_splits
+
+    rng = np.random.default_rng(0)
+    labels = np.r_[np.zeros(1900, int), np.ones(724, int)]  # the ELPV counts, so elpv_splits accepts them
+    pooled = {s: rng.normal(size=(len(labels), 8)) + labels[:, None] * w for s, w in
+              [("features.1", 0.1), ("features.16", 1.0), ("features", 0.8)]}
+    stages = list(pooled)
     probe = np.array([[0.7, 0.7, 0.7], [0.8, 0.81, 0.8], [0.79, 0.8, 0.8]])
-    q1, q2, q3 = lesson02(model, stages, probe)
-    assert q1.feedback(96) == "q1: Correct!"
-    assert "spatial size" in q1.feedback(14)
-    assert q2.feedback(14) == "q2: Correct!"
-    assert "224 / 16" in q2.feedback(28)
-    assert q3.feedback("features.16") == "q3: Correct!"
-    assert "one stage scored higher" in q3.feedback("features")
-    assert "not one of the stages" in q3.feedback("layer4")
+    q1 = lesson02_prediction()
+    q2, q3 = lesson02(stages, probe, pooled, labels)
+    assert "Not attempted yet" in q1.feedback(____)
+    assert "at least 5 words" in q1.feedback("late")
+    assert "model answer" in q1.feedback("A late block, because cracks are lines and dark patches.") and q1.done
+    assert q2.feedback("b") == "q2: Correct!" and q2.feedback(" (B) ") == "q2: Correct!"
+    assert "randomly initialised" in q2.feedback("d")
+    assert "Answer with one letter: a, b, c, d" in q2.feedback("e")
+    split = elpv_splits(labels, n_train=100, seed=0)
+    few = probe_score(pooled["features.16"], labels, split["train"], split["test"])
+    assert q3.feedback(few) == "q3: Correct!"
+    assert "the 800-cell score" in q3.feedback(probe[1].mean())
+    assert "is not it" in q3.feedback(few + 0.01)
 
 
 def test_lesson03():
     labels = np.array([1, 1, 1, 1, 0, 0, 0, 0])
     predicted = np.array([1, 1, 1, 0, 1, 1, 0, 0])  # recall 0.75, precision 0.6
-    q1, q2, q3 = lesson03(labels, predicted)
+    q1, q2, q3, q4 = lesson03(labels, predicted, labels, np.array([0.9, 0.8, 0.7, 0.2, 0.75, 0.3, 0.1, 0.05]))
+    assert "Not attempted yet" in q1.feedback(load_mobilenet_v2())  # the cell's untouched model
     model = load_mobilenet_v2()
     freeze(model)
     model.classifier[-1] = nn.Linear(1280, 3)
@@ -66,6 +78,10 @@ def test_lesson03():
     assert "That is the precision" in q2.feedback(0.6)
     assert q3.feedback(False) == "q3: Correct!"
     assert "only the weights under `features`" in q3.feedback(True)
+    # 4 defects at 0.9, 0.8, 0.7, 0.2: 90% recall needs all 4, so 0.2 is the highest threshold
+    assert q4.feedback(0.2) == "q4: Correct!" and q4.feedback(0.15) == "q4: Correct!"  # same cells flagged
+    assert "under 0.9: lower the threshold" in q4.feedback(0.5)
+    assert "a higher threshold still catches 90%" in q4.feedback(0.05)
     assert torch.is_grad_enabled()
 
 
@@ -73,21 +89,25 @@ def test_lesson04():
     from course_utils.exercises import lesson04
     from course_utils.train import discriminative_param_groups, layer_groups
 
-    q1, q2 = lesson04()
+    q1, thought, q2 = lesson04()
+    assert "Flips and quarter turns" in thought.feedback("Flips and turns keep the label of a cell.")
     model = load_mobilenet_v2(num_classes=2)
     freeze(model.features[:-3])
     assert q1.feedback(model) == "q1: Correct!"
-    assert "Blocks 0-15 of features are still trainable" in q1.feedback(load_mobilenet_v2(num_classes=2))
+    assert "Not attempted yet" in q1.feedback(load_mobilenet_v2(num_classes=2))  # the cell's untouched model
+    few_frozen = load_mobilenet_v2(num_classes=2)
+    freeze(few_frozen.features[:-16])
+    assert "Blocks 3-15 of features are still trainable" in q1.feedback(few_frozen)
     frozen = load_mobilenet_v2(num_classes=2)
     freeze(frozen)
     assert "The head is frozen too" in q1.feedback(frozen)
     ft_model = load_mobilenet_v2(num_classes=2)
     groups = discriminative_param_groups(layer_groups(ft_model), lr=1e-3, span=100)
-    assert q2.feedback(groups) == "q2: Correct!"
-    assert q2.feedback(torch.optim.AdamW(groups)) == "q2: Correct!"
+    assert q2.feedback(groups) == "q3: Correct!"
+    assert q2.feedback(torch.optim.AdamW(groups)) == "q3: Correct!"
     written = [ft_model.features[:7], ft_model.features[7:14], ft_model.features[14:], ft_model.classifier]
     by_hand = [{"params": g.parameters(), "lr": r} for g, r in zip(written, [1e-5, 5e-5, 2e-4, 1e-3])]
-    assert q2.feedback(by_hand) == "q2: Correct!"  # generators of parameters are fine too
+    assert q2.feedback(by_hand) == "q3: Correct!"  # generators of parameters are fine too
     same = [{"params": list(g.parameters()), "lr": 1e-3} for g in written]
     assert "plain fine-tuning" in q2.feedback(same)
     per_block = [{"params": list(b.parameters()), "lr": 1e-3 / 2.6 ** d}

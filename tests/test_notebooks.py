@@ -62,3 +62,26 @@ def test_solutions_have_blanks(path):
         if "solution" in cell.metadata.get("tags", []):
             assert "____" in cell.metadata.get("blank", ""), f"{path.name}: a solution cell has no blank"
             assert ".check(" in cell.source
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.name)
+def test_questionnaire_with_answers_for_instructors_only(path):
+    import re
+
+    nb = nbformat.read(path, as_version=4)
+    tagged = {tag: [c for c in nb.cells if tag in c.metadata.get("tags", [])] for tag in ("questionnaire", "instructor")}
+    assert len(tagged["questionnaire"]) == 1 and len(tagged["instructor"]) == 1, f"{path.name}: one questionnaire"
+    questions = re.findall(r"^\d+\. ", tagged["questionnaire"][0].source, re.M)
+    answers = re.findall(r"^\d+\. ", tagged["instructor"][0].source, re.M)
+    assert 5 <= len(questions) <= 8 and len(answers) == len(questions), f"{path.name}: 5-8 questions, one answer each"
+    student = student_copy(nb, path.stem)
+    assert not any("instructor" in c.metadata.get("tags", []) for c in student.cells)
+    assert tagged["instructor"][0].source not in {c.source for c in student.cells}
+
+
+@pytest.mark.parametrize("path", [p for p in PATHS if p.stem[:2] in ("03", "04", "05")], ids=lambda p: p.name)
+def test_an_exercise_before_the_summary(path):
+    nb = nbformat.read(path, as_version=4)
+    summary = next(i for i, c in enumerate(nb.cells) if c.source.startswith("## Summary"))
+    assert any("solution" in c.metadata.get("tags", []) for c in nb.cells[:summary]), \
+        f"{path.name}: at least one exercise in the middle of the lesson, not only at the end"

@@ -90,16 +90,20 @@ def notebook_cell_definitions(notebook: str, marker: str, names: set[str], names
 def test_lesson05_training_arguments_match_make_trainer():
     from datasets import Dataset
 
-    from course_utils.text import accuracy, load_tokenizer, make_trainer, new_classifier
+    from sklearn.metrics import accuracy_score, balanced_accuracy_score
+
+    from course_utils.text import compute_metrics, load_tokenizer, make_trainer, new_classifier
 
     taught = notebook_cell_definitions("05_fine_tuning_language.ipynb", "args = TrainingArguments(",
                                        {"args", "collator"},
                                        {"np": np, "torch": torch, "device": torch.device("cpu"),
-                                        "tokenizer": load_tokenizer()})
+                                        "tokenizer": load_tokenizer(), "accuracy_score": accuracy_score,
+                                        "balanced_accuracy_score": balanced_accuracy_score})
     tiny = Dataset.from_dict({"input_ids": [[101, 102]] * 4, "attention_mask": [[1, 1]] * 4, "label": [0, 1] * 2})
     packaged = make_trainer(new_classifier(seed=0), tiny, tiny, load_tokenizer(), seed=0, num_epochs=1, lr=1e-4,
                             eval_steps=72)
     assert taught["args"].to_dict() == packaged.args.to_dict()
     assert type(taught["collator"]) is type(packaged.data_collator)
-    eval_pred = (np.array([[0.2, 0.8], [0.9, 0.1], [0.3, 0.7]]), np.array([1, 1, 1]))
-    assert taught["compute_metrics"](eval_pred) == accuracy(eval_pred) == {"accuracy": pytest.approx(2 / 3)}
+    eval_pred = (np.array([[0.2, 0.8], [0.9, 0.1], [0.3, 0.7]]), np.array([1, 1, 0]))  # predicted 1, 0, 1
+    assert taught["compute_metrics"](eval_pred) == compute_metrics(eval_pred) == {
+        "accuracy": pytest.approx(1 / 3), "balanced_accuracy": pytest.approx(0.25)}

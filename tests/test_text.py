@@ -1,6 +1,7 @@
 """Lesson 05's helpers: the movie split, sampling, predictions, and the save/load round trip."""
 
 import numpy as np
+import torch
 import pytest
 from transformers import pipeline
 
@@ -68,14 +69,19 @@ def test_train_or_reuse_trains_once_then_loads_the_finished_run(reviews, tokeniz
     from course_utils.text import add_lengths, make_trainer, tokenize, train_or_reuse
 
     data = add_lengths(tokenize(reviews, tokenizer))["train"].select(range(16))
-    first = make_trainer(new_classifier(seed=0), data, None, tokenizer, num_epochs=1, batch_size=8,
-                         output_dir=tmp_path / "out", quiet=True)
-    train_or_reuse(first, tmp_path / "run")
+
+    def trainer(**settings):
+        return make_trainer(new_classifier(seed=0), data, None, tokenizer, num_epochs=1, batch_size=8,
+                            output_dir=tmp_path / "out", quiet=True, **settings)
+
+    first = train_or_reuse(trainer(), "run")
     assert first.state.global_step == 2 and first.optimizer is None  # trained; AdamW's state freed
-    second = make_trainer(new_classifier(seed=1), data, None, tokenizer, num_epochs=1, batch_size=8,
-                          output_dir=tmp_path / "out", quiet=True)
-    train_or_reuse(second, tmp_path / "run")
+    assert "Reused" not in capsys.readouterr().out
+    second = train_or_reuse(trainer(), "run")  # same arguments, weights and data: the saved run is loaded
     assert "Reused the finished run" in capsys.readouterr().out
     assert second.state.global_step == 2 and second.state.log_history == first.state.log_history
-    texts = ["A gem.", "Dull."]
-    assert np.allclose(predict_texts(first.model, tokenizer, texts), predict_texts(second.model, tokenizer, texts))
+    trained, loaded = first.model.state_dict(), second.model.state_dict()
+    assert all(torch.equal(trained[name], loaded[name]) for name in trained)  # the very weights it trained
+    changed = train_or_reuse(trainer(lr=3e-4), "run")  # a changed setting is a new run, trained anew
+    assert "Reused" not in capsys.readouterr().out and changed.state.global_step == 2
+    assert len(list((tmp_path / "data" / "models").glob("run-*"))) == 2
