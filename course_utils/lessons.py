@@ -37,7 +37,7 @@ LESSONS = [
            "freezing, BatchNorm, a new head on cached features, evaluation, your own images", 2.5, 60),
     Lesson("04_fine_tuning_images", "Fine-tuning a pretrained CNN for factory inspection",
            "five strategies on 800 solar cells over seeds, cached activations, the paper's split, Grad-CAM, "
-           "shipping", 4.5, 75),
+           "a threshold for 95% recall, shipping", 4.5, 75),
     Lesson("05_fine_tuning_language", "Fine-tuning a transformer on movie reviews",
            "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 5.0, 60),
 ]

@@ -21,14 +21,17 @@ CONFIG_KEYS = ("architecture", "class_names", "channels", "load_size", "input_si
 
 
 def save_classifier(model: nn.Module, folder: str | Path, size: int, class_names: list[str], load_size: int = 300,
-                    channels: int = 1) -> Path:
+                    channels: int = 1, threshold: float | None = None, temperature: float = 1.0) -> Path:
     """Write ``model.safetensors`` and ``config.json`` (architecture, preprocessing, class names, the weights'
-    sha256) to ``folder``.
+    sha256, the operating point) to ``folder``.
 
     The preprocessing is the training path's: a file is read in grey (``channels=1``) or colour (3), resized to
     ``load_size`` (what ``load_folder(size=...)`` did; ELPV's cells are 300 px), then to ``size`` for the model.
+    ``temperature`` divides the logits before the softmax (calibration); with two classes, ``threshold`` is the
+    probability of the second class from which it is predicted (``None``: the most probable class wins).
     Introduced in ``04_fine_tuning_images.ipynb``.
     """
+    check_operating_point(threshold, temperature, len(class_names))
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
@@ -37,9 +40,19 @@ def save_classifier(model: nn.Module, folder: str | Path, size: int, class_names
               "load_size": load_size, "input_size": size,
               "preprocessing": "read_image -> resize_image(load_size) -> to_input(input_size): ImageNet mean and std"
                                + (", grey copied to 3 channels" if channels == 1 else ""),
-              "weights_sha256": sha256_file(folder / "model.safetensors")}
+              "weights_sha256": sha256_file(folder / "model.safetensors"),
+              "threshold": threshold, "temperature": temperature}
     (folder / "config.json").write_text(json.dumps(config, indent=1))
     return folder
+
+
+def check_operating_point(threshold: float | None, temperature: float, num_classes: int) -> None:
+    """Refuse a threshold outside (0, 1) or for more than two classes, and a temperature that is not positive."""
+    if threshold is not None and (num_classes != 2 or not 0 < threshold < 1):
+        raise ImageInputError(f"A threshold needs two classes and a value between 0 and 1; got {threshold} for "
+                              f"{num_classes} classes.")
+    if not temperature > 0:
+        raise ImageInputError(f"The temperature divides the logits, so it must be positive; got {temperature}.")
 
 
 def read_config(folder: Path) -> dict:
@@ -54,6 +67,12 @@ def read_config(folder: Path) -> dict:
     if missing:
         raise ImageInputError(f"{shown(path)} lacks {', '.join(missing)}: it was not written by save_classifier(), "
                               "or was edited; save the model again.")
+    config.setdefault("threshold", None)  # saved before the operating point was recorded: the arg-max
+    config.setdefault("temperature", 1.0)
+    try:
+        check_operating_point(config["threshold"], config["temperature"], len(config["class_names"]))
+    except ImageInputError as exc:
+        raise ImageInputError(f"{shown(path)}: {exc}") from None
     if config["architecture"] != "mobilenet_v2":
         raise ImageInputError(f"{shown(path)} names architecture {config['architecture']!r}; this loader rebuilds "
                               "mobilenet_v2 only.")
@@ -89,12 +108,15 @@ class ImageClassifier:
     """
 
     def __init__(self, model: nn.Module, size: int, class_names: list[str], load_size: int = 300,
-                 channels: int = 1):
+                 channels: int = 1, threshold: float | None = None, temperature: float = 1.0):
+        check_operating_point(threshold, temperature, len(class_names))
         self.model = model.eval()
         self.size = size
         self.class_names = class_names
         self.load_size = load_size
         self.channels = channels
+        self.threshold = threshold
+        self.temperature = temperature
 
     @classmethod
     def load(cls, folder: str | Path) -> ImageClassifier:
@@ -112,7 +134,8 @@ class ImageClassifier:
                                   f"the weights have {'no head' if head is None else f'a head for {head.shape[0]}'}: "
                                   "the two files come from different models; save the model again.")
         model.load_state_dict(state, strict=True)
-        return cls(model, config["input_size"], config["class_names"], config["load_size"], config["channels"])
+        return cls(model, config["input_size"], config["class_names"], config["load_size"], config["channels"],
+                   config["threshold"], config["temperature"])
 
     def predict_array(self, image: np.ndarray, source: str | Path | None = None) -> Prediction:
         """Classify one uint8 image, grey (H, W) or colour (H, W, 3), as the model was trained; ``source``
@@ -133,8 +156,8 @@ class ImageClassifier:
                                   f"(the minimum is {MIN_SIDE}; the model expects about {self.load_size}x{self.load_size}).")
         with torch.no_grad():
             x = to_input(resize_image(image, self.load_size)[None], self.size).to(model_device(self.model))
-            probs = torch.softmax(self.model(x), dim=1)[0].tolist()
-        best = int(np.argmax(probs))
+            probs = torch.softmax(self.model(x).float() / self.temperature, dim=1)[0].tolist()
+        best = int(np.argmax(probs)) if self.threshold is None else int(probs[1] >= self.threshold)
         return Prediction(self.class_names[best], probs[best], dict(zip(self.class_names, probs)))
 
     def predict(self, path: str | Path) -> Prediction:

@@ -96,7 +96,8 @@ def elpv_splits(labels: np.ndarray, n_train: int = 800, n_val: int = 200, seed: 
 
 
 def paper_split(labels: np.ndarray) -> dict[str, np.ndarray]:
-    """Deitsch et al.'s 75/25 split: 1,968 training cells and the same 656 test cells as ``elpv_splits``."""
+    """A 75/25 stratified split like Deitsch et al.'s (their test cells are not published with the data, so this is
+    a redraw): 1,968 training cells and the same 656 test cells as ``elpv_splits``."""
     index = np.arange(len(labels))
     train, test = train_test_split(index, test_size=PAPER_TEST_SIZE, stratify=labels, random_state=0)
     return {"train": np.sort(train), "test": np.sort(test)}

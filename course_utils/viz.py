@@ -36,7 +36,8 @@ def as_jpeg(fig: plt.Figure, quality: int = 85):
     from IPython.display import Image
 
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="jpeg", pil_kwargs={"quality": quality})
+    fig.savefig(buffer, format="jpeg", bbox_inches="tight", pad_inches=0.05,  # titles stay inside the image
+                pil_kwargs={"quality": quality})
     plt.close(fig)
     return Image(data=buffer.getvalue(), format="jpeg")
 

@@ -19,6 +19,17 @@ def test_show_images_grey_and_colour_with_titles():
     assert not plt.get_fignums()  # figures are closed, not left to pile up
 
 
+def test_gallery_titles_are_not_clipped():
+    import io
+
+    from PIL import Image
+
+    images = np.full((8, 64, 64), 255, np.uint8)  # white cells: only the titles are dark
+    shown = show_images(images, ["is defective\nsaid functional 0.98"] * 8, ncols=8, size=1.6)
+    pixels = np.asarray(Image.open(io.BytesIO(shown.data)).convert("L"))
+    assert pixels[:2].min() > 200, "dark pixels on the top edge: a title is cut off"
+
+
 def test_show_heatmaps_returns_an_image():
     shown = show_heatmaps(np.zeros((3, 32, 32), np.uint8), np.random.rand(3, 32, 32), ["a", "b", "c"])
     assert shown.data[:2] == b"\xff\xd8"
