@@ -93,25 +93,28 @@ def peak_memory_mb() -> float | None:
     return kb / (1024 * 1024) if sys.platform == "darwin" else kb / 1024  # macOS reports bytes
 
 
-def measure(path: Path, data: Path, bf16: bool = True) -> dict:
+def measure(path: Path, data: Path, bf16: bool | None = None) -> dict:
     """Run one notebook in a fresh process with ``data`` as its cache; return seconds and peak MB.
 
-    ``bf16=False`` turns bfloat16 off (``COURSE_BF16=0``), as on a CPU without AMX.
+    ``bf16`` sets ``COURSE_BF16``: False turns bfloat16 off everywhere, True turns it on for an AMX CPU too;
+    None leaves the defaults (a GPU that has it; not a CPU).
     """
     code = ("import json, sys, time; from pathlib import Path; from course_utils import bench; t = time.perf_counter(); "
             "memory = bench.run_notebook(Path(sys.argv[1])); "
             "print(json.dumps({'seconds': time.perf_counter() - t, 'peak_mb': memory['peak_mb'] or bench.peak_memory_mb(), "
             "'private_peak_mb': memory['private_peak_mb']}))")
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True,
-                          env={**os.environ, "COURSE_DATA_DIR": str(data), "COURSE_BF16": "1" if bf16 else "0"})
+                          env={**os.environ, "COURSE_DATA_DIR": str(data),
+                               **({} if bf16 is None else {"COURSE_BF16": "1" if bf16 else "0"})})
     if proc.returncode != 0:
         return {"seconds": None, "peak_mb": None, "error": proc.stderr.strip().splitlines()[-1][:200]}
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench(json_path: Path | None = None, bf16: bool = True) -> dict:
+def bench(json_path: Path | None = None, bf16: bool | None = None) -> dict:
     """Every lesson, cold cache then warm; print a table and write it as JSON; return it."""
-    os.environ["COURSE_BF16"] = "1" if bf16 else "0"
+    if bf16 is not None:
+        os.environ["COURSE_BF16"] = "1" if bf16 else "0"
     device = env.describe_device(env.get_device())
     device += ", bfloat16" if env.bf16_is_fast(env.get_device()) else ", no bfloat16"
     rows = []

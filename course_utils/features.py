@@ -166,9 +166,11 @@ def frozen_activations(model: nn.Module, images: np.ndarray, size: int, node: st
 
 
 def cached_activations(model: nn.Module, images: np.ndarray, size: int, node: str, views: int = 8) -> np.ndarray:
-    """``frozen_activations`` saved under ``data/activations/``, keyed like ``cached_features``."""
+    """``frozen_activations`` saved under ``data/activations/``, keyed like ``cached_features`` and by whether
+    they are computed under bfloat16 autocast (``train.mixed_precision``), whose rounding they keep."""
     weights = fingerprint(model, (node.split(".")[0] + ".",))
-    key = cache_key(weights, images_fingerprint(images), size, node, views)
+    autocast = torch.is_autocast_enabled(model_device(model).type)
+    key = cache_key(weights, images_fingerprint(images), size, node, views, *(["bfloat16"] if autocast else []))
     return cached_array("activations", "maps", key, lambda: frozen_activations(model, images, size, node, views))
 
 

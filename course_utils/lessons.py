@@ -36,8 +36,8 @@ LESSONS = [
     Lesson("03_replacing_the_head", "Replacing the head",
            "freezing, BatchNorm, a new head on cached features, evaluation, your own images", 2.5, 60),
     Lesson("04_fine_tuning_images", "Fine-tuning a pretrained CNN for factory inspection",
-           "five strategies on 800 solar cells over seeds, cached activations, the paper's split, Grad-CAM, "
-           "a threshold for 95% recall, shipping", 4.5, 75),
+           "five strategies on 800 solar cells, cached activations, the paper's split, Grad-CAM, calibration "
+           "and a threshold for a stated recall, shipping", 4.5, 75),
     Lesson("05_fine_tuning_language", "Fine-tuning a transformer on movie reviews",
            "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 5.0, 60),
 ]

@@ -252,7 +252,7 @@ def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, sche
 
 
 def layer_groups(model: nn.Module) -> list[nn.Module]:
-    """MobileNetV2 in four layer groups, input to output: stem and early blocks, middle blocks, top blocks, head.
+    """MobileNetV2 in four layer groups, input to output: stem and early blocks, middle blocks, upper blocks, head.
 
     Introduced in ``04_fine_tuning_images.ipynb``.
     """
@@ -310,7 +310,7 @@ def mixed_precision(device: torch.device):
 
     Not on a CPU, even one with AMX: there it made MobileNetV2's fine-tuning steps slower (batches of 16 at
     128 px, 2-core Xeon with AMX: 300-400 ms a step against 200 ms in float32). Lesson 05's transformer is
-    another matter: its Trainer uses bfloat16 on such a CPU, where it is faster. Introduced in
+    another matter (faster in bfloat16 on such a CPU, see ``env.bf16_is_fast``). Introduced in
     ``04_fine_tuning_images.ipynb``.
     """
     from course_utils.env import bf16_is_fast

@@ -78,7 +78,7 @@ def elpv_file(index: int) -> Path:
 
 
 def elpv_splits(labels: np.ndarray, n_train: int = 800, n_val: int = 200, seed: int = 0) -> dict[str, np.ndarray]:
-    """Index splits of the cells: a fixed test set of 656 (the paper's 25%), a fixed validation set,
+    """Index splits of the cells: a fixed test set of 656 (25%, drawn like Deitsch et al.'s), a fixed validation set,
     and ``n_train`` training cells drawn from the rest with ``seed``; all stratified by label.
 
     Introduced in ``03_replacing_the_head.ipynb``.

@@ -41,6 +41,12 @@ def test_no_bf16_switch_turns_bfloat16_off(monkeypatch):
     monkeypatch.setenv("COURSE_BF16", "0")
     assert not env.bf16_is_fast(torch.device("cuda"))
     assert not env.bf16_is_fast(torch.device("cpu"))
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    monkeypatch.delenv("COURSE_BF16")
+    assert not env.bf16_is_fast(torch.device("cpu"))  # an AMX CPU: float32 unless asked, for Binder's memory
+    assert env.bf16_is_fast(torch.device("cuda"))
+    monkeypatch.setenv("COURSE_BF16", "1")
+    assert env.bf16_is_fast(torch.device("cpu"))
 
 
 def test_kernel_memory_sees_a_private_allocation():

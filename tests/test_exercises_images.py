@@ -10,8 +10,9 @@ from course_utils.models import freeze, load_mobilenet_v2
 
 def test_lesson01_balanced_accuracy():
     q1, _, _ = lesson01()
-    assert q1.feedback(0.5) == "q1: Correct!"
-    assert "plain accuracy" in q1.feedback(0.313)
+    assert q1.feedback(0.75) == "q1: Correct!" and q1.feedback(0.749) == "q1: Correct!"  # reasoned or simulated
+    assert "plain accuracy" in q1.feedback(0.656)
+    assert "flags *everything*" in q1.feedback(0.5)
     assert "Not attempted yet" in q1.feedback(____)
 
 
