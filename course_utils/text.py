@@ -187,7 +187,9 @@ def train_or_reuse(trainer: Trainer, name: str) -> Trainer:
     trainer.train()
     trainer.save_model(str(folder))  # safetensors weights and config
     trainer.state.save_to_json(str(state_file))  # written last: its presence means the run finished
-    trainer.optimizer = trainer.lr_scheduler = None  # AdamW's state (twice the weights) is not needed any more
+    if trainer.optimizer is not None:  # AdamW's state (twice the weights) is not needed any more; the accelerator
+        trainer.optimizer.state.clear()  # keeps its own reference to the optimizer, so empty it, not only drop it
+    trainer.optimizer = trainer.lr_scheduler = None
     trainer.model.zero_grad(set_to_none=True)  # nor are the gradients
     release_freed_memory()
     return trainer

@@ -76,6 +76,7 @@ def test_train_or_reuse_trains_once_then_loads_the_finished_run(reviews, tokeniz
 
     first = train_or_reuse(trainer(), "run")
     assert first.state.global_step == 2 and first.optimizer is None  # trained; AdamW's state freed
+    assert all(not optimizer.state for optimizer in first.accelerator._optimizers)  # not only dropped: emptied
     assert "Reused" not in capsys.readouterr().out
     second = train_or_reuse(trainer(), "run")  # same arguments, weights and data: the saved run is loaded
     assert "Reused the finished run" in capsys.readouterr().out
