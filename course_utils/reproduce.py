@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
@@ -31,7 +30,7 @@ from course_utils.features import cached_activations, cached_features
 from course_utils.models import freeze, freeze_batchnorm, load_mobilenet_v2, top_blocks
 from course_utils.train import (class_weights, discriminative_param_groups, feature_loader, fit, image_loader,
                                 layer_groups, predict_proba, scores)
-from course_utils.vision import PAPER_TEST_SIZE, elpv_splits, load_elpv, resize
+from course_utils.vision import elpv_splits, load_elpv, paper_split, resize
 
 # The lesson's own settings (a test checks they match the notebook): top blocks, then discriminative rates.
 TOP_EPOCHS, TOP_LR = 4, 3e-3
@@ -53,7 +52,7 @@ class Budget:
     size: int = 160
     large_size: int = 224  # the input-size lever
     views: int = 8  # dihedral views cached per cell (flips and quarter turns)
-    splits: tuple[int, ...] = (0, 1, 2)  # random 75/25 draws; draw 0 is vision.paper_split
+    splits: tuple[int, ...] = (0, 1, 2)  # random 75/25 draws of vision.paper_split; draw 0 is the lesson's
     max_cells: int | None = None  # keep only this many cells per split (the unit test's tiny budget)
 
 
@@ -139,13 +138,6 @@ def probe_run(features: np.ndarray, labels: np.ndarray, split: dict, seed: int) 
     return predict_proba(head, feature_loader(features[split["test"]], labels[split["test"]]))
 
 
-def random_split(labels: np.ndarray, draw: int) -> dict[str, np.ndarray]:
-    """A stratified 75/25 split; draw 0 is ``vision.paper_split``, the one lesson 04 runs live."""
-    index = np.arange(len(labels))
-    train, test = train_test_split(index, test_size=PAPER_TEST_SIZE, stratify=labels, random_state=draw)
-    return {"train": np.sort(train), "test": np.sort(test)}
-
-
 def _timed(compute) -> dict:
     """``compute()``'s test probabilities with the seconds it took."""
     start = time.perf_counter()
@@ -170,7 +162,7 @@ def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
     cells = load_elpv()
     lesson = elpv_splits(cells.labels, n_train=800, n_val=200, seed=0)
     lesson = {"train": lesson["train"], "test": lesson["test"]}  # no validation: every run keeps its last epoch
-    draws = {draw: random_split(cells.labels, draw) for draw in budget.splits}
+    draws = {draw: paper_split(cells.labels, draw) for draw in budget.splits}
     if budget.max_cells:  # the tiny budget: a few cells of each split
         lesson = {name: index[:budget.max_cells] for name, index in lesson.items()}
         draws = {d: {name: index[:budget.max_cells] for name, index in s.items()} for d, s in draws.items()}
