@@ -16,7 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -27,7 +27,7 @@ from course_utils import env
 from course_utils.assets import REPO_ROOT
 from course_utils.data import cached
 from course_utils.features import cached_activations, cached_features
-from course_utils.models import freeze, freeze_batchnorm, load_mobilenet_v2, top_blocks
+from course_utils.models import freeze, freeze_batchnorm, load_efficientnet_lite0, load_mobilenet_v2, top_blocks
 from course_utils.train import (class_weights, discriminative_param_groups, feature_loader, fit, image_loader,
                                 layer_groups, predict_proba, scores)
 from course_utils.vision import elpv_splits, load_elpv, paper_split, resize
@@ -35,6 +35,7 @@ from course_utils.vision import elpv_splits, load_elpv, paper_split, resize
 # The lesson's own settings (a test checks they match the notebook): top blocks, then discriminative rates.
 TOP_EPOCHS, TOP_LR = 4, 3e-3
 LR, SPAN = 1e-3, 100
+ENSEMBLES = 3  # seed ensembles per input size, each over as many seeds as the budget has
 if TYPE_CHECKING:
     import pandas
 
@@ -57,7 +58,7 @@ class Budget:
 
 
 FULL = Budget()
-TINY = Budget(seeds=(0, 1), end_epochs=1, top_epochs=1, size=64, large_size=80, views=2, splits=(0,), max_cells=24)
+TINY = Budget(seeds=(0, 1), end_epochs=1, top_epochs=1, size=64, large_size=96, views=2, splits=(0,), max_cells=24)
 
 
 class RandomViews(Dataset):
@@ -82,11 +83,12 @@ def tta_proba(model: nn.Module, maps: np.ndarray, views: int) -> np.ndarray:
 
 
 def top_blocks_run(maps: np.ndarray, labels: np.ndarray, split: dict, seed: int, k: int, epochs: int,
-                   views: int = 1, test_views: int | None = None, lr: float = TOP_LR) -> np.ndarray:
+                   views: int = 1, test_views: int | None = None, lr: float = TOP_LR,
+                   backbone: Callable[..., nn.Module] = load_mobilenet_v2) -> np.ndarray:
     """Lesson 04's top blocks trained on the first ``views`` cached views (views, N, C, H, W); the test cells'
     probabilities, averaged over ``test_views`` views (test-time augmentation; default: ``views``)."""
     torch.manual_seed(seed)
-    model = load_mobilenet_v2(num_classes=2)
+    model = backbone(num_classes=2)
     freeze(model.features[:-k])
     top = top_blocks(model, k)
     train = split["train"]
@@ -186,44 +188,63 @@ def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
     features = cached_features(pretrained, mine_images, size)["features"]
     small = resize(mine_images, budget.end_size)
     small_features = cached_features(pretrained, mine_images, budget.end_size)["features"]
+    lite = load_efficientnet_lite0(num_classes=2).eval()  # a second ImageNet backbone; its top 3 blocks start at 15
+    lite_maps = {s: cached_activations(lite, mine_images, s, "features.14", 1) for s in (size, large)}
     print(f"  {time.perf_counter() - start:.0f} s", flush=True)
 
     rows: list[dict] = []
 
-    def measure(table: str, name: str, seed: int, split: dict, run_fn, *args) -> np.ndarray:
+    def measure(table: str, name: str, seed: int, split: dict, run_fn, *args, report: bool = True) -> dict:
         """One row: trained and scored, or read back when the same code and settings measured it before."""
         result = cached("reproduce", "row", lambda: _timed(lambda: run_fn(*args)), run_fn, table, name, seed,
                         split["train"], split["test"], budget)
         on_labels, on_types = (mine_labels, mine_types) if table != "75/25" else (labels, cell_type)
-        rows.append(_row(table, name, seed, result, on_labels[split["test"]], on_types[split["test"]]))
-        print(f"{table:<10} {name:<44} seed {seed}: accuracy {rows[-1]['accuracy']:.3f}, "
-              f"balanced {rows[-1]['balanced_accuracy']:.3f} ({result['seconds']:.0f} s)", flush=True)
-        return np.asarray(result["probs"])
+        row = _row(table, name, seed, result, on_labels[split["test"]], on_types[split["test"]])
+        if report:
+            rows.append(row)
+        print(f"{table:<10} {name:<44} seed {seed}: accuracy {row['accuracy']:.3f}, "
+              f"balanced {row['balanced_accuracy']:.3f} ({result['seconds']:.0f} s)", flush=True)
+        return result
 
     recipe = "top blocks (the lesson's recipe)"
     lesson_maps = maps[in_mine][None]  # (1 view, cells, ...)
-    ensemble = []
     for seed in budget.seeds:
         measure("strategy", "linear probe", seed, lesson, probe_run, features, mine_labels, lesson, seed)
-        ensemble.append(measure("strategy", recipe, seed, lesson, top_blocks_run, lesson_maps, mine_labels, lesson,
-                                seed, 3, TOP_EPOCHS, 1))
+        measure("strategy", recipe, seed, lesson, top_blocks_run, lesson_maps, mine_labels, lesson, seed, 3,
+                TOP_EPOCHS, 1)
         for strategy in ("from scratch", "full fine-tuning", "LP-FT"):
             measure("strategy", strategy, seed, lesson, end_to_end_run, strategy, small, small_features, mine_labels,
                     lesson, seed, budget.end_epochs)
 
-    levers = {  # name: (cached maps, blocks trained, epochs, views trained on, views averaged at test)
-        f"+ test-time augmentation over {views} views": (view_maps, 3, TOP_EPOCHS, 1, views),
-        f"+ {views} cached views, {budget.top_epochs} epochs, TTA": (view_maps, 3, budget.top_epochs, views, views),
-        f"{large} px instead of {size}": (large_maps[in_mine][None], 3, TOP_EPOCHS, 1, 1),
-        "top 5 blocks instead of 3": (lower_maps[None], 5, TOP_EPOCHS, 1, 1),
+    mobilenet, larger = load_mobilenet_v2, f"{large} px instead of {size}"
+    levers = {  # name: (cached maps, blocks trained, epochs, views trained on, views averaged at test, backbone)
+        f"+ test-time augmentation over {views} views": (view_maps, 3, TOP_EPOCHS, 1, views, mobilenet),
+        f"+ {views} cached views, {budget.top_epochs} epochs, TTA": (view_maps, 3, budget.top_epochs, views, views,
+                                                                     mobilenet),
+        larger: (large_maps[in_mine][None], 3, TOP_EPOCHS, 1, 1, mobilenet),
+        "top 5 blocks instead of 3": (lower_maps[None], 5, TOP_EPOCHS, 1, 1, mobilenet),
+        f"EfficientNet-Lite0 instead of MobileNetV2, {size} px": (lite_maps[size], 3, TOP_EPOCHS, 1, 1,
+                                                                  load_efficientnet_lite0),
+        f"EfficientNet-Lite0, {large} px": (lite_maps[large], 3, TOP_EPOCHS, 1, 1, load_efficientnet_lite0),
     }
-    for name, (lever_maps, k, epochs, train_views, test_views) in levers.items():
+    for name, (lever_maps, k, epochs, train_views, test_views, backbone) in levers.items():
         for seed in budget.seeds:
             measure("lever", name, seed, lesson, top_blocks_run, lever_maps, mine_labels, lesson, seed, k, epochs,
-                    train_views, test_views)
-    test = lesson["test"]
-    rows.append(_row("lever", f"average of the {len(ensemble)} seeds' probabilities", -1,
-                     {"probs": np.mean(ensemble, axis=0), "seconds": 0.0}, mine_labels[test], mine_types[test]))
+                    train_views, test_views, TOP_LR, backbone)
+
+    # Ensembles: the recipe's probabilities averaged over n seeds, three times over disjoint seeds (0..n-1, n..2n-1,
+    # ...), so an ensemble gets a mean and a spread like any strategy. Members already measured above are reused.
+    n, test = len(budget.seeds), lesson["test"]
+    for px, (table, name), ensemble_maps in ((size, ("strategy", recipe), lesson_maps),
+                                             (large, ("lever", larger), large_maps[in_mine][None])):
+        for e in range(ENSEMBLES):
+            members = [measure(table if e == 0 else "member", name, seed, lesson, top_blocks_run, ensemble_maps,
+                               mine_labels, lesson, seed, 3, TOP_EPOCHS, 1, report=False)
+                       for seed in range(e * n, (e + 1) * n)]  # reported through their ensemble
+            probs = np.mean([m["probs"] for m in members], axis=0)
+            rows.append(_row("ensemble", f"{recipe}, {px} px, average of {n} seeds", e,
+                             {"probs": probs, "seconds": sum(m["seconds"] for m in members)}, mine_labels[test],
+                             mine_types[test]))
 
     for draw, split in draws.items():  # 75/25 splits: the lesson's recipe, and at the larger input
         for name, split_maps in ((f"{recipe}, {size} px", maps), (f"{recipe}, {large} px", large_maps)):

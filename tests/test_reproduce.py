@@ -21,7 +21,10 @@ def test_reproduce_04_tiny_budget_writes_every_table(tmp_path):
                           "LP-FT"}
     assert all(runs[("strategy", s)] == list(reproduce.TINY.seeds) for s in strategies)
     assert len([key for key in runs if key[0] == "75/25"]) == 2 * len(reproduce.TINY.splits)  # two input sizes
-    assert any("average of the" in s for t, s in runs if t == "lever")
+    assert sum("EfficientNet-Lite0" in s for t, s in runs if t == "lever") == 2  # the second backbone, both sizes
+    ensembles = {s: seeds for (t, s), seeds in runs.items() if t == "ensemble"}  # the recipe at both sizes
+    assert len(ensembles) == 2 and all(seeds == list(range(reproduce.ENSEMBLES)) for seeds in ensembles.values())
+    assert len(saved["rows"]) == len({(r["table"], r["strategy"], r["seed"]) for r in saved["rows"]})  # no repeats
     table = reproduce.summary(saved)
     assert {"accuracy", "accuracy_std", "balanced_accuracy", "mono", "poly", "seconds"} <= set(table.columns)
 
