@@ -40,9 +40,9 @@ class Renormalise(nn.Module):
     def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
         super().__init__()
         # (x * imagenet_std + imagenet_mean - mean) / std, as one multiply and one add per channel
-        self.register_buffer("scale", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1) / torch.tensor(std).view(1, 3, 1, 1))
-        self.register_buffer("shift", (torch.tensor(IMAGENET_MEAN) - torch.tensor(mean)).view(1, 3, 1, 1)
-                             / torch.tensor(std).view(1, 3, 1, 1))
+        std_ = torch.tensor(std)
+        self.register_buffer("scale", (torch.tensor(IMAGENET_STD) / std_).view(1, 3, 1, 1))
+        self.register_buffer("shift", ((torch.tensor(IMAGENET_MEAN) - torch.tensor(mean)) / std_).view(1, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.scale + self.shift

@@ -217,11 +217,12 @@ def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
                     lesson, seed, budget.end_epochs)
 
     mobilenet, larger = load_mobilenet_v2, f"{large} px instead of {size}"
+    large_lesson_maps = large_maps[in_mine][None]  # (1 view, the lesson's cells, ...)
     levers = {  # name: (cached maps, blocks trained, epochs, views trained on, views averaged at test, backbone)
         f"+ test-time augmentation over {views} views": (view_maps, 3, TOP_EPOCHS, 1, views, mobilenet),
         f"+ {views} cached views, {budget.top_epochs} epochs, TTA": (view_maps, 3, budget.top_epochs, views, views,
                                                                      mobilenet),
-        larger: (large_maps[in_mine][None], 3, TOP_EPOCHS, 1, 1, mobilenet),
+        larger: (large_lesson_maps, 3, TOP_EPOCHS, 1, 1, mobilenet),
         "top 5 blocks instead of 3": (lower_maps[None], 5, TOP_EPOCHS, 1, 1, mobilenet),
         f"EfficientNet-Lite0 instead of MobileNetV2, {size} px": (lite_maps[size], 3, TOP_EPOCHS, 1, 1,
                                                                   load_efficientnet_lite0),
@@ -236,7 +237,7 @@ def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
     # ...), so an ensemble gets a mean and a spread like any strategy. Members already measured above are reused.
     n, test = len(budget.seeds), lesson["test"]
     for px, (table, name), ensemble_maps in ((size, ("strategy", recipe), lesson_maps),
-                                             (large, ("lever", larger), large_maps[in_mine][None])):
+                                             (large, ("lever", larger), large_lesson_maps)):
         for e in range(ENSEMBLES):
             members = [measure(table if e == 0 else "member", name, seed, lesson, top_blocks_run, ensemble_maps,
                                mine_labels, lesson, seed, 3, TOP_EPOCHS, 1, report=False)
