@@ -453,3 +453,59 @@ def lesson04(k: int = 3) -> tuple[Question, Thought, Question]:
                   "rates = [1e-3 / 100 ** (1 - i / 3) for i in range(4)]  # 1e-5, 4.6e-5, 2.2e-4, 1e-3\n"
                   "ft_groups = [{'params': list(g.parameters()), 'lr': r} for g, r in zip(groups, rates)]")
     return q1, q2, q3
+
+
+def lesson06_prediction() -> Thought:
+    """The predict-first question of ``06_when_transfer_fails.ipynb``."""
+    return Thought("q1", "Think of what a random 3x3 convolution over a grey cell still computes, and of what a "
+                   "random layer does to the output of another random layer.",
+                   "A random first stage still computes local contrasts (random edge and blob filters), averaged over "
+                   "the cell, so it could come close to the pretrained one at `features.1`. Deeper random layers mix "
+                   "random mixtures, so they add little; the pretrained network's later layers were trained to "
+                   "combine edges into textures and parts, so the gap should grow with depth. Only the measurement "
+                   "says by how much.")
+
+
+def _channel_means_checker(model: Any, images: Any, size: int) -> Callable[[Any], str | None]:
+    """Checker: the per-channel mean of the first convolution's output over ``images``."""
+    import numpy as np
+    import torch
+
+    from course_utils.vision import to_input
+
+    with torch.no_grad():
+        out = model.features[0][0](to_input(images, size).to(next(model.parameters()).device))
+    expected = out.mean(dim=(0, 2, 3)).cpu().numpy()
+    imagenet = model.features[0][1].running_mean.cpu().numpy()
+
+    def check(answer: Any) -> str | None:
+        value = np.asarray(answer.detach().cpu() if isinstance(answer, torch.Tensor) else answer, dtype=np.float64)
+        if value.shape != expected.shape:
+            return (f"Expected one number per channel, shape {expected.shape}, not {value.shape}: average over the "
+                    "images, the height and the width (dims 0, 2 and 3), not over the channels.")
+        if np.allclose(value, imagenet, atol=1e-4):
+            return "That is the running mean stored from ImageNet; compute the mean of the convolution's output on the cells."
+        if not np.allclose(value, expected, rtol=1e-3, atol=1e-4):
+            return ("Not the mean of the first convolution's output: pass to_input(cells_256, SIZE) through "
+                    "pretrained.features[0][0] (the convolution alone, before its BatchNorm).")
+        return None
+
+    return check
+
+
+def lesson06(model: Any, images: Any, size: int) -> tuple[Question, Question]:
+    """The end-of-lesson exercises of ``06_when_transfer_fails.ipynb``: ``model`` a pretrained MobileNetV2,
+    ``images`` the cells of q2."""
+    q2 = Question("q2", _channel_means_checker(model, images, size),
+                  "Run the convolution alone under torch.no_grad(), then take .mean(dim=(0, 2, 3)).",
+                  "with torch.no_grad():\n"
+                  "    out = pretrained.features[0][0](to_input(cells_256, SIZE))\n"
+                  "answer = out.mean(dim=(0, 2, 3))")
+    q3 = Question("q3", choice_checker("b", {
+        "a": "The poly test cells are *less* often defective than the mono ones (see the table of section 2), yet "
+             "the probe flags most of them.",
+        "c": "The same network, probed the same way, scores well on mono cells: capacity is not what changed.",
+        "d": "It happens on every seed, with 380 poly test cells: not noise.",
+    }), "Look at the example cells at the start of section 2: what does a functional poly cell look like?",
+        'answer = "b"  # the grain of a poly cell looks like what marked a defect on mono cells')
+    return q2, q3

@@ -188,3 +188,25 @@ def gradcam(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, target: in
     cam = LayerAttribution.interpolate(cam, tuple(inputs.shape[-2:]), interpolate_mode="bilinear")[:, 0]
     cam = cam.detach() / cam.detach().amax(dim=(1, 2), keepdim=True).clamp(min=1e-8)
     return cam.cpu().numpy()
+
+
+@torch.no_grad()
+def estimate_batchnorm(model: nn.Module, images: np.ndarray, size: int, batch_size: int = 64) -> nn.Module:
+    """Re-estimate every BatchNorm layer's running mean and variance on ``images`` (AdaBN); no weight changes.
+
+    The statistics become the average over all batches (``momentum=None``), the model goes back to eval mode,
+    and the images go to the model's device. Introduced in ``06_when_transfer_fails.ipynb``.
+    """
+    device = model_device(model)
+    layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    momenta = [layer.momentum for layer in layers]
+    model.eval()  # dropout stays off; only the BatchNorm layers collect statistics
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None
+        layer.train()
+    for start in range(0, len(images), batch_size):
+        model(to_input(images[start:start + batch_size], size).to(device))
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum  # later training updates the statistics as before
+    return model.eval()

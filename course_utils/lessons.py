@@ -40,6 +40,9 @@ LESSONS = [
            "and a threshold for a stated recall, shipping", 4.5, 75),
     Lesson("05_fine_tuning_language", "Fine-tuning a transformer on movie reviews",
            "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 5.0, 60),
+    Lesson("06_when_transfer_fails", "When transfer fails",
+           "a random-weights control for the probe, domain shift from mono to poly cells, AdaBN, fine-tuning and LP-FT "
+           "out of distribution, a few target labels", 5.0, 60),
 ]
 
 

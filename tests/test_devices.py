@@ -95,3 +95,8 @@ def test_text_prediction(elsewhere):
 def test_setup_reports_the_device_it_would_use(elsewhere):
     assert course_utils.get_device  # the lazy attribute still resolves
     assert env.get_device().type == "meta"
+
+
+def test_estimate_batchnorm(elsewhere, model):
+    features.estimate_batchnorm(model, images(), 32)
+    stays_put(model)

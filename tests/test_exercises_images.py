@@ -119,3 +119,28 @@ def test_lesson04():
     assert "start from a fresh, unfrozen model" in q2.feedback(trainable_only)
     upside_down = [{"params": list(g.parameters()), "lr": r} for g, r in zip(written, [1e-3, 2e-4, 5e-5, 1e-5])]
     assert "should be the head alone" in q2.feedback(upside_down)
+
+
+def test_lesson06():
+    from course_utils.exercises import lesson06, lesson06_prediction
+    from course_utils.vision import to_input
+
+    torch.manual_seed(0)
+    model = load_mobilenet_v2(num_classes=2)
+    cells = np.random.default_rng(0).integers(0, 255, (6, 48, 48), dtype=np.uint8)
+    q1 = lesson06_prediction()
+    q2, q3 = lesson06(model, cells, 32)
+    assert "Not attempted yet" in q1.feedback(____)
+    assert "model answer" in q1.feedback("Close at the first stage and far behind at the last one.")
+    with torch.no_grad():
+        out = model.features[0][0](to_input(cells, 32))
+    assert q2.feedback(out.mean(dim=(0, 2, 3))) == "q2: Correct!"
+    assert q2.feedback(out.mean(dim=(0, 2, 3)).numpy()) == "q2: Correct!"
+    assert "one number per channel" in q2.feedback(out.mean())
+    assert "one number per channel" in q2.feedback(out.mean(dim=0))
+    assert "stored from ImageNet" in q2.feedback(model.features[0][1].running_mean)
+    assert "Not the mean" in q2.feedback(out.mean(dim=(0, 2, 3)) + 0.5)
+    assert "Not attempted yet" in q2.feedback(____)
+    assert q3.feedback("b") == "q3: Correct!"
+    assert "*less* often defective" in q3.feedback("a")
+    assert "Answer with one letter" in q3.feedback("e")

@@ -92,3 +92,21 @@ def test_top_blocks_of_efficientnet_lite0_read_its_cached_activations():
         expected = model(to_input(images, 64))
         got = top_blocks(model, 3).eval()(torch.from_numpy(maps).float())
     torch.testing.assert_close(got, expected, atol=2e-2, rtol=2e-2)  # the cached maps are float16
+
+
+def test_estimate_batchnorm_stores_the_images_statistics_and_nothing_else():
+    from course_utils.features import estimate_batchnorm
+    from course_utils.vision import to_input
+
+    torch.manual_seed(0)
+    model = load_mobilenet_v2(num_classes=2)
+    weights = {k: v.clone() for k, v in model.state_dict().items() if "running" not in k and "num_batches" not in k}
+    images = np.random.default_rng(1).integers(0, 255, (8, 48, 48), dtype=np.uint8)
+    estimate_batchnorm(model, images, 32, batch_size=4)  # two equal batches: their average is the overall mean
+    with torch.no_grad():
+        conv = model.features[0][0](to_input(images, 32))
+    first = model.features[0][1]
+    assert torch.allclose(first.running_mean, conv.mean(dim=(0, 2, 3)), atol=1e-5)
+    assert torch.allclose(first.running_var, conv.var(dim=(0, 2, 3)), rtol=0.05)  # per-batch unbiased, averaged
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in weights.items())  # no weight moved
+    assert first.momentum == 0.1 and not model.training  # momentum given back; left in eval mode

@@ -24,7 +24,7 @@ def notebook_function(notebook: str, name: str) -> dict:
             if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef))
             or (isinstance(node, ast.Assign) and all(n.id.isupper() for t in node.targets
                                                       for n in ast.walk(t) if isinstance(n, ast.Name)))]
-    namespace = {"torch": torch, "nn": nn}
+    namespace = {"torch": torch, "nn": nn, "np": np}
     exec(compile(ast.Module(body=keep, type_ignores=[]), notebook, "exec"), namespace)
     return namespace
 
@@ -107,3 +107,18 @@ def test_lesson05_training_arguments_match_make_trainer():
     eval_pred = (np.array([[0.2, 0.8], [0.9, 0.1], [0.3, 0.7]]), np.array([1, 1, 0]))  # predicted 1, 0, 1
     assert taught["compute_metrics"](eval_pred) == compute_metrics(eval_pred) == {
         "accuracy": pytest.approx(1 / 3), "balanced_accuracy": pytest.approx(0.25)}
+
+
+def test_lesson06_batchnorm_estimate_matches_the_package():
+    from course_utils.features import estimate_batchnorm
+
+    taught = notebook_function("06_when_transfer_fails.ipynb", "estimate_batchnorm")["estimate_batchnorm"]
+    images = np.random.default_rng(0).integers(0, 255, (10, 40, 40), dtype=np.uint8)
+    torch.manual_seed(0)
+    mine = load_mobilenet_v2(num_classes=2)
+    torch.manual_seed(0)
+    packaged = load_mobilenet_v2(num_classes=2)
+    taught(mine, images, 32, batch_size=4)
+    estimate_batchnorm(packaged, images, 32, batch_size=4)
+    assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(), packaged.state_dict().values()))
+    assert not mine.training and mine.features[0][1].momentum == packaged.features[0][1].momentum == 0.1
