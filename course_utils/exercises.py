@@ -457,13 +457,13 @@ def lesson04(k: int = 3) -> tuple[Question, Thought, Question]:
 
 def lesson06_prediction() -> Thought:
     """The predict-first question of ``06_when_transfer_fails.ipynb``."""
-    return Thought("q1", "Think of what a random 3x3 convolution over a grey cell still computes, and of what a "
-                   "random layer does to the output of another random layer.",
-                   "A random first stage still computes local contrasts (random edge and blob filters), averaged over "
-                   "the cell, so it could come close to the pretrained one at `features.1`. Deeper random layers mix "
-                   "random mixtures, so they add little; the pretrained network's later layers were trained to "
-                   "combine edges into textures and parts, so the gap should grow with depth. Only the measurement "
-                   "says by how much.")
+    return Thought("q1", "A random first stage still computes local contrasts (random edge and blob filters), "
+                   "averaged over the cell, so it could come close to the pretrained one at `features.1`. Deeper random "
+                   "layers mix random mixtures, so they add little; the pretrained network's later layers were trained "
+                   "to combine edges into textures and parts, so the gap should grow with depth. Only the measurement "
+                   "says by how much.",
+                   "Think of what a random 3x3 convolution over a grey cell still computes, and of what a random "
+                   "layer does to the output of another random layer.")
 
 
 def _channel_means_checker(model: Any, images: Any, size: int) -> Callable[[Any], str | None]:

@@ -144,3 +144,12 @@ def test_lesson06():
     assert q3.feedback("b") == "q3: Correct!"
     assert "*less* often defective" in q3.feedback("a")
     assert "Answer with one letter" in q3.feedback("e")
+
+
+def test_lesson06_prediction_shows_the_model_answer_not_the_hint():
+    from course_utils.exercises import lesson06_prediction
+
+    q1 = lesson06_prediction()
+    assert "Only the measurement says by how much" in q1.feedback("Close at first, far behind at the last stage.")
+    q1.hint()  # the hint is the other text
+    assert "random 3x3 convolution" in q1.hint_text
