@@ -14,7 +14,8 @@ import torch
 from torchvision.models import mobilenet_v2
 
 import course_utils
-from course_utils import env, features, ship, train
+from course_utils import env, features, ship, text, train  # noqa: F401 - text too: a module first imported while
+# `elsewhere` is active would keep the patched get_device after the test (lesson 05's Trainer test then saw "meta")
 from course_utils.vision import to_input
 
 
