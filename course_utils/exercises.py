@@ -471,10 +471,11 @@ def _channel_means_checker(model: Any, images: Any, size: int) -> Callable[[Any]
     import numpy as np
     import torch
 
+    from course_utils.env import model_device
     from course_utils.vision import to_input
 
     with torch.no_grad():
-        out = model.features[0][0](to_input(images, size).to(next(model.parameters()).device))
+        out = model.features[0][0](to_input(images, size).to(model_device(model)))
     expected = out.mean(dim=(0, 2, 3)).cpu().numpy()
     imagenet = model.features[0][1].running_mean.cpu().numpy()
 
