@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "execute":
         from course_utils import lessons
 
-        paths = [Path(p) for p in args.notebooks] or sorted(lessons.NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+        paths = [Path(p) for p in args.notebooks] or [lessons.NOTEBOOKS / f"{lesson.slug}.ipynb" for lesson in lessons.LESSONS]
         lessons.execute(paths)
         lessons.write_student_copies()  # the student copies follow their instructor notebooks
         return 0

@@ -6,7 +6,10 @@ import ctypes
 import os
 import platform
 import random
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
 
 import numpy as np
@@ -86,6 +89,34 @@ def release_freed_memory() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+@contextmanager
+def memory_peak(interval: float = 0.02) -> Iterator[dict[str, float]]:
+    """Sample this process's resident memory while the block runs; afterwards ``out["mb"]`` is the peak above the
+    start, in MB (freed memory is handed back first, so an earlier step's leftovers do not hide the cost).
+
+    Introduced in ``06b_how_little_to_train.ipynb``.
+    """
+    import psutil
+
+    process = psutil.Process()
+    release_freed_memory()
+    start = process.memory_info().rss
+    peak, out, done = [start], {"mb": 0.0}, threading.Event()
+
+    def sample() -> None:
+        while not done.wait(interval):
+            peak[0] = max(peak[0], process.memory_info().rss)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    try:
+        yield out
+    finally:
+        done.set()
+        thread.join()
+        out["mb"] = (max(peak[0], process.memory_info().rss) - start) / 2**20
 
 
 def seed_everything(seed: int) -> None:

@@ -62,13 +62,23 @@ def tokenize(ds: DatasetDict | Dataset, tokenizer, max_length: int = MAX_LENGTH)
     return ds.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length), batched=True)
 
 
-@torch.inference_mode()
+def load_encoder():
+    """MiniLM's encoder, from the verified offline copy, without BERT's pooler: this checkpoint was trained to be
+    read as the mean of its token vectors, so its pooler is left out (and loading skips its weights)."""
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # the library's load report would list the skipped pooler
+    try:
+        return AutoModel.from_pretrained(minilm_path(), add_pooling_layer=False)
+    finally:
+        transformers.logging.set_verbosity(level)
+
+
 @torch.inference_mode()
 def embed(texts: list[str], device: torch.device | str = "cpu", batch_size: int = 128) -> np.ndarray:
     """Frozen MiniLM sentence embeddings: the mean of the last layer over real (non-padding) tokens."""
     device = torch.device(device)
     tokenizer = load_tokenizer()
-    model = AutoModel.from_pretrained(minilm_path()).to(device).eval()
+    model = load_encoder().to(device).eval()
     order = np.argsort([len(t) for t in texts])  # similar lengths together: less padding, less work
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     for start in range(0, len(texts), batch_size):

@@ -85,3 +85,17 @@ def test_release_freed_memory_gives_freed_blocks_back():
                                  check=True).stdout) for flag in ("0", "1")]
     assert kept[0] > 5, f"control: glibc's default should keep some of the freed 60 MB, kept {kept[0]:.0f} MB"
     assert kept[1] < 2, f"after release_freed_memory, {kept[1]:.0f} MB of freed blocks were kept"
+
+
+def test_memory_peak_sees_a_temporary_allocation():
+    import time
+
+    import numpy as np
+
+    from course_utils.env import memory_peak
+
+    with memory_peak() as memory:
+        block = np.ones(200 * 2**20 // 8)  # 200 MB, touched
+        time.sleep(0.05)
+        del block
+    assert 150 < memory["mb"] < 400

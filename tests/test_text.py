@@ -86,3 +86,12 @@ def test_train_or_reuse_trains_once_then_loads_the_finished_run(reviews, tokeniz
     changed = train_or_reuse(trainer(lr=3e-4), "run")  # a changed setting is a new run, trained anew
     assert "Reused" not in capsys.readouterr().out and changed.state.global_step == 2
     assert len(list((tmp_path / "data" / "models").glob("run-*"))) == 2
+
+
+def test_load_encoder_has_no_pooler_and_says_nothing(capfd):
+    from course_utils.text import load_encoder
+
+    encoder = load_encoder()
+    assert encoder.pooler is None and encoder.config.hidden_size == 384
+    out = capfd.readouterr()
+    assert "pooler" not in out.out + out.err  # no load report about the skipped pooler weights
