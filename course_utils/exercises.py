@@ -510,3 +510,35 @@ def lesson06(model: Any, images: Any, size: int) -> tuple[Question, Question]:
     }), "Look at the example cells at the start of section 2: what does a functional poly cell look like?",
         'answer = "b"  # the grain of a poly cell looks like what marked a defect on mono cells')
     return q2, q3
+
+
+def _lora_count_checker(answer: Any) -> str | None:
+    """Checker: LoRA of rank 4 on MiniLM's query and value matrices (6 layers, 384 wide), plus the 384 -> 2 head."""
+    layers, width, rank, head = 6, 384, 4, 384 * 2 + 2
+    adapters = layers * 2 * (rank * width + width * rank)
+    value = int(answer)
+    if value == adapters + head:
+        return None
+    if value == adapters:
+        return f"{value:,} are the adapters; the new head (384 x 2 weights and 2 biases) trains too."
+    if value in (adapters // 2, adapters // 2 + head):
+        return "Half of it: two matrices per layer (query and value), and each gains both A (r x 384) and B (384 x r)."
+    if value in (layers * 2 * width * width, layers * 2 * width * width + head):
+        return "That is the size of the frozen query and value matrices themselves; LoRA adds r x 384 + 384 x r to each."
+    return "Count A (r x 384) and B (384 x r) for each of the 2 matrices in each of the 6 layers, then add the head."
+
+
+def lesson06b() -> tuple[Question, Thought]:
+    """The exercises of ``06b_how_little_to_train.ipynb``."""
+    q1 = Question("q1", _lora_count_checker,
+                  "Each adapted matrix gains A (r x 384) and B (384 x r); MiniLM has 6 layers with a query and a value "
+                  "matrix each; the head is a 384 -> 2 linear layer with biases.",
+                  "rank = 4\nanswer = 6 * 2 * (rank * 384 + 384 * rank) + (384 * 2 + 2)  # 37,634")
+    q2 = Thought("q2", "Measure first, on each customer's own held-out reviews: the frozen encoder with one head per "
+                 "customer costs 3 KB each and was about 3 points behind full fine-tuning here; if that gap matters "
+                 "for a customer, a LoRA adapter costs about 150 KB per customer against 86 MB for a fully fine-tuned copy, "
+                 "on one shared base model kept in memory once, and it came within about a point of full fine-tuning here. Full "
+                 "fine-tuning 50 times buys nothing the table shows and stores 50 whole models.",
+                 "Look at the table's columns beyond accuracy: what must be stored per customer, and what one "
+                 "shared copy of the base model saves.")
+    return q1, q2

@@ -43,6 +43,10 @@ LESSONS = [
     Lesson("06_when_transfer_fails", "When transfer fails",
            "a random-weights control for the probe, domain shift from mono to poly cells, AdaBN, fine-tuning and LP-FT "
            "out of distribution, a few target labels", 5.0, 60),
+    Lesson("06b_how_little_to_train", "How little to train: a frozen encoder, BitFit and LoRA",
+           "parameter-efficient fine-tuning of MiniLM with peft (a frozen encoder, BitFit, LoRA at two ranks, full "
+           "fine-tuning) under one schedule over 3 seeds, saving and merging an adapter, LoRA on a convolution, "
+           "where pretraining's lead stops shrinking", 4.5, 45),
 ]
 
 

@@ -68,3 +68,15 @@ def test_open_question_shows_its_model_answer_once_answered(questions, capsys):
     out = capsys.readouterr().out
     assert out.count("Not attempted yet") == 1 and "at least 5 words" in out
     assert "Compare yours with this model answer" in out and q3.done
+
+
+def test_lesson06b():
+    from course_utils.exercises import lesson06b
+
+    q1, q2 = lesson06b()
+    assert q1.feedback(37_634) == "q1: Correct!"
+    assert "the new head" in q1.feedback(36_864)
+    assert "Half of it" in q1.feedback(19_202)
+    assert "frozen query and value matrices" in q1.feedback(1_769_472)
+    assert "Not attempted yet" in q1.feedback(____)
+    assert "model answer" in q2.feedback("LoRA, because each customer needs only a small adapter file.")

@@ -16,12 +16,13 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 
 
 def notebook_function(notebook: str, name: str) -> dict:
-    """Run the definitions of the code cell of ``notebook`` that defines ``name`` (its imports, functions and
-    UPPER_CASE constants, not its training) and return the namespace."""
+    """Run the definitions of the code cell of ``notebook`` that defines ``name`` (its imports, functions, classes
+    and UPPER_CASE constants, not its training) and return the namespace."""
     cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]
-    source = next("".join(c["source"]) for c in cells if c["cell_type"] == "code" and f"def {name}(" in "".join(c["source"]))
+    source = next("".join(c["source"]) for c in cells if c["cell_type"] == "code"
+                  and (f"def {name}(" in "".join(c["source"]) or f"class {name}(" in "".join(c["source"])))
     keep = [node for node in ast.parse(source).body
-            if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef))
+            if isinstance(node, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.ClassDef))
             or (isinstance(node, ast.Assign) and all(n.id.isupper() for t in node.targets
                                                       for n in ast.walk(t) if isinstance(n, ast.Name)))]
     namespace = {"torch": torch, "nn": nn, "np": np}
@@ -122,3 +123,17 @@ def test_lesson06_batchnorm_estimate_matches_the_package():
     estimate_batchnorm(packaged, images, 32, batch_size=4)
     assert all(torch.equal(a, b) for a, b in zip(mine.state_dict().values(), packaged.state_dict().values()))
     assert not mine.training and mine.features[0][1].momentum == packaged.features[0][1].momentum == 0.1
+
+
+def test_lesson06b_mean_pooling_matches_the_cached_embeddings():
+    """The frozen encoder + head of lesson 06b trains on ``text.embed``'s vectors: they must be what the
+    notebook's model computes from the tokens."""
+    from course_utils.text import embed, load_tokenizer
+
+    taught = notebook_function("06b_how_little_to_train.ipynb", "MeanPoolClassifier")["MeanPoolClassifier"]
+    model = taught(seed=0).eval()
+    texts = ["A gem.", "Two hours I will never get back, and the popcorn was stale as well."]  # padding differs
+    with torch.no_grad():
+        from_tokens = model(**load_tokenizer()(texts, padding=True, return_tensors="pt")).logits
+        from_vectors = model(pooled=torch.from_numpy(embed(texts))).logits
+    torch.testing.assert_close(from_tokens, from_vectors, atol=1e-5, rtol=1e-5)
