@@ -19,7 +19,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml course_utils/assets.py
 	@if [ "$(PY)" = ".venv/bin/python" ] && [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet -e ".[test,classroom]"
 	$(PY) -m course_utils install-assets
 	@mkdir -p .venv && touch $@
 

@@ -1,4 +1,4 @@
-"""Command line: ``python -m course_utils check | fetch | execute | bench``."""
+"""Command line: ``python -m course_utils check | fetch | execute | bench | nbgrader | ...``."""
 
 from __future__ import annotations
 
@@ -94,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("reproduce", help="a lesson's comparisons at full budget (04: about 30 min on 2 CPU cores)")
     p.add_argument("lesson", choices=["04"], help="the lesson whose table to reproduce")
     p.add_argument("--tiny", action="store_true", help="a few cells and one epoch: checks it runs, in a minute")
+    p = sub.add_parser("nbgrader", help="write an nbgrader course folder (source/ and nbgrader_config.py) from the lessons")
+    p.add_argument("out", help="the course folder to write, e.g. ~/course")
     args = parser.parse_args(argv)
     if args.command == "check":
         return check()
@@ -114,6 +116,13 @@ def main(argv: list[str] | None = None) -> int:
 
         for path in lessons.write_student_copies():
             print(f"wrote {path.relative_to(lessons.REPO_ROOT)}")
+        return 0
+    if args.command == "nbgrader":
+        from course_utils.authoring import grading
+
+        for path in grading.write_course(Path(args.out).expanduser()):
+            print(f"wrote {path}")
+        print(f"Next, in {args.out}: nbgrader generate_assignment <lesson> (see the README's classroom section)")
         return 0
     if args.command == "install-assets":
         return install_assets()

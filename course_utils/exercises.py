@@ -46,14 +46,18 @@ class Question:
     solution_text: str
     done: bool = False  # set once an answer is right (for an open question: once it is written)
 
+    def problem(self, answer: Any) -> str | None:
+        """What is wrong with ``answer`` (NOT_ATTEMPTED for a blank), or None when it is right."""
+        if _has_blank(answer):
+            return NOT_ATTEMPTED
+        try:
+            return self.checker(answer)
+        except Exception as exc:  # a half-finished answer should get feedback, not a traceback
+            return f"checking your answer raised {type(exc).__name__}: {exc}"
+
     def feedback(self, answer: Any) -> str:
         """The feedback text for ``answer``, as ``check()`` prints it."""
-        if _has_blank(answer):
-            return f"{self.name}: {NOT_ATTEMPTED}"
-        try:
-            problem = self.checker(answer)
-        except Exception as exc:  # a half-finished answer should get feedback, not a traceback
-            problem = f"checking your answer raised {type(exc).__name__}: {exc}"
+        problem = self.problem(answer)
         if problem == NOT_ATTEMPTED:
             return f"{self.name}: {NOT_ATTEMPTED}"
         self.done = self.done or problem is None
@@ -62,6 +66,12 @@ class Question:
     def check(self, answer: Any = ____) -> None:
         """Print the feedback for ``answer`` (``feedback`` returns the same text, for tests)."""
         print(self.feedback(answer))
+
+    def grade(self, answer: Any) -> None:
+        """Raise AssertionError with the feedback unless ``answer`` passes the checker (nbgrader's test cells)."""
+        if self.problem(answer) is not None:
+            raise AssertionError(self.feedback(answer))
+        print(f"{self.name}: passed")
 
     def hint(self) -> None:
         """Print a hint."""

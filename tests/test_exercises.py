@@ -80,3 +80,14 @@ def test_lesson06b():
     assert "frozen query and value matrices" in q1.feedback(1_769_472)
     assert "Not attempted yet" in q1.feedback(____)
     assert "model answer" in q2.feedback("LoRA, because each customer needs only a small adapter file.")
+
+
+def test_grade_passes_right_answers_and_fails_others_with_the_feedback(questions):
+    q1, _, q3 = questions
+    q1.grade(load_tokenizer()("An unwatchable mess.")["input_ids"])
+    for wrong in (____, [101, 102], ["an"]):
+        with pytest.raises(AssertionError, match="q1: Not"):
+            q1.grade(wrong)
+    q3.grade("Label more sarcastic reviews and measure on them.")  # an open question: answered in a sentence
+    with pytest.raises(AssertionError, match="at least 5 words"):
+        q3.grade("no idea")

@@ -1,0 +1,1 @@
+"""What builds the course for a class (nbgrader assignments, the website, hub links), not what lessons import."""
