@@ -12,7 +12,7 @@ PY := .venv/bin/python
 endif
 STAMP := .venv/.installed-$(notdir $(PY))
 
-.PHONY: lab test install execute bench check fetch student chromium clean-cache reproduce
+.PHONY: lab test install execute bench check fetch student chromium clean-cache reproduce site
 
 install: $(STAMP)
 
@@ -52,6 +52,10 @@ student: $(STAMP)
 # Lesson 04's comparisons at full budget (about half an hour on 2 CPU cores); writes notebooks/reproduced/.
 reproduce: $(STAMP)
 	$(PY) -m course_utils reproduce 04
+
+# The course website from the committed notebooks (nothing is executed): build/site/_build/html/index.html
+site: $(STAMP)
+	$(PY) -m course_utils site
 
 bench: $(STAMP)
 	$(PY) -m course_utils bench

@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="a few cells and one epoch: checks it runs, in a minute")
     p = sub.add_parser("nbgrader", help="write an nbgrader course folder (source/ and nbgrader_config.py) from the lessons")
     p.add_argument("out", help="the course folder to write, e.g. ~/course")
+    p = sub.add_parser("site", help="build the course website from the committed notebooks (nothing is run)")
+    p.add_argument("--out", help="output folder (default build/site; the pages go to OUT/_build/html)")
+    p.add_argument("--strict", action="store_true", help="fail on any Sphinx warning")
     args = parser.parse_args(argv)
     if args.command == "check":
         return check()
@@ -123,6 +126,17 @@ def main(argv: list[str] | None = None) -> int:
         for path in grading.write_course(Path(args.out).expanduser()):
             print(f"wrote {path}")
         print(f"Next, in {args.out}: nbgrader generate_assignment <lesson> (see the README's classroom section)")
+        return 0
+    if args.command == "site":
+        import subprocess
+
+        from course_utils.authoring import site
+
+        try:
+            site.build_site(Path(args.out) if args.out else None, strict=args.strict)
+        except subprocess.CalledProcessError as exc:
+            print(f"the site build failed (exit code {exc.returncode}); see the messages above", file=sys.stderr)
+            return 1
         return 0
     if args.command == "install-assets":
         return install_assets()
