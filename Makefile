@@ -12,7 +12,7 @@ PY := .venv/bin/python
 endif
 STAMP := .venv/.installed-$(notdir $(PY))
 
-.PHONY: lab test install execute bench check fetch student chromium clean-cache reproduce site
+.PHONY: lab test install execute bench check fetch student chromium clean-cache reproduce site hub
 
 install: $(STAMP)
 
@@ -30,7 +30,7 @@ lab: $(STAMP)
 	$(PY) -m jupyter lab $(ALLOW_ROOT) notebooks/00_start_here.ipynb
 
 # The lessons run first (strict nbval), so the student-copy and browser tests find warm caches.
-test: $(STAMP) chromium
+test: $(STAMP) chromium hub
 	$(PY) -m ruff check .
 	COURSE_OFFLINE=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -p no:cacheprovider -ra --durations=40 \
 	  notebooks tests --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
@@ -41,6 +41,10 @@ chromium:
 	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 	  echo "chromium is missing and could not be installed: the browser test will say so"
+
+# The proxy JupyterHub needs (configurable-http-proxy 5 from npm) into hub/node_modules, as hub/package-lock.json pins it.
+hub:
+	@test -x hub/node_modules/.bin/configurable-http-proxy || npm ci --prefix hub --no-audit --no-fund --loglevel=error
 
 # Re-execute the notebooks in place to refresh their committed outputs (one: make execute NB=notebooks/03_*.ipynb).
 execute: $(STAMP)

@@ -99,6 +99,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("site", help="build the course website from the committed notebooks (nothing is run)")
     p.add_argument("--out", help="output folder (default build/site; the pages go to OUT/_build/html)")
     p.add_argument("--strict", action="store_true", help="fail on any Sphinx warning")
+    p = sub.add_parser("hub-link", help="print each lesson's nbgitpuller link (student copy) for a JupyterHub")
+    p.add_argument("hub_url", help="the hub's address, e.g. https://hub.example.org")
     args = parser.parse_args(argv)
     if args.command == "check":
         return check()
@@ -137,6 +139,17 @@ def main(argv: list[str] | None = None) -> int:
         except subprocess.CalledProcessError as exc:
             print(f"the site build failed (exit code {exc.returncode}); see the messages above", file=sys.stderr)
             return 1
+        return 0
+    if args.command == "hub-link":
+        from course_utils.authoring.hub import pull_links
+
+        try:
+            links = pull_links(args.hub_url)
+        except ValueError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        for slug, link in links.items():
+            print(f"{slug}\n  {link}")
         return 0
     if args.command == "install-assets":
         return install_assets()

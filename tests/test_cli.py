@@ -40,3 +40,22 @@ def test_check_and_loading_fail_on_a_corrupt_cached_asset(tmp_path):
     last = load.stderr.strip().splitlines()[-2:]
     assert "AssetError: Asset 'mobilenet_v2'" in last[0] and "Fix: delete" in last[1]
     shutil.rmtree(shared)
+
+
+def test_hub_link_prints_one_link_per_lesson_and_refuses_a_bare_host():
+    from course_utils.lessons import LESSONS
+
+    done = run_cli("hub-link", "https://hub.example.org")
+    assert done.returncode == 0
+    links = [line.strip() for line in done.stdout.splitlines() if line.startswith("  ")]
+    assert len(links) == len(LESSONS) and all(link.startswith("https://hub.example.org/hub/user-redirect/git-pull?")
+                                              for link in links)
+    bad = run_cli("hub-link", "hub.example.org")
+    assert bad.returncode == 2 and bad.stderr.strip().count("\n") == 0 and "https://" in bad.stderr
+
+
+def test_nbgrader_command_writes_a_course_folder(tmp_path):
+    done = run_cli("nbgrader", str(tmp_path / "course"))
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "course" / "nbgrader_config.py").is_file()
+    assert (tmp_path / "course" / "source" / "03_replacing_the_head" / "03_replacing_the_head.ipynb").is_file()
