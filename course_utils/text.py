@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -62,15 +64,22 @@ def tokenize(ds: DatasetDict | Dataset, tokenizer, max_length: int = MAX_LENGTH)
     return ds.map(lambda batch: tokenizer(batch["text"], truncation=True, max_length=max_length), batched=True)
 
 
+@contextmanager
+def quiet_loading() -> Iterator[None]:
+    """Silence transformers' load report inside the block (it lists skipped or new weights in random order)."""
+    level = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(level)
+
+
 def load_encoder():
     """MiniLM's encoder, from the verified offline copy, without BERT's pooler: this checkpoint was trained to be
     read as the mean of its token vectors, so its pooler is left out (and loading skips its weights)."""
-    level = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # the library's load report would list the skipped pooler
-    try:
+    with quiet_loading():
         return AutoModel.from_pretrained(minilm_path(), add_pooling_layer=False)
-    finally:
-        transformers.logging.set_verbosity(level)
 
 
 @torch.inference_mode()
@@ -103,14 +112,10 @@ def cached_embeddings(texts: list[str], device: torch.device | str = "cpu") -> n
 def new_classifier(seed: int = 0, report: bool = False):
     """Pretrained MiniLM with a new, randomly initialised two-class head; ``report`` lists the new weights."""
     torch.manual_seed(seed)  # the new head's initial weights
-    level = transformers.logging.get_verbosity()
-    transformers.logging.set_verbosity_error()  # the library's own report lists the keys in random order
-    try:
+    with quiet_loading():  # report=True prints the same keys, sorted
         model, info = AutoModelForSequenceClassification.from_pretrained(
             minilm_path(), num_labels=2, id2label=dict(enumerate(LABELS)),
             label2id={name: i for i, name in enumerate(LABELS)}, output_loading_info=True)
-    finally:
-        transformers.logging.set_verbosity(level)
     if report:
         print("Not in the checkpoint, so initialised at random:", ", ".join(sorted(info["missing_keys"])))
         print("In the checkpoint but unused:", ", ".join(sorted(info["unexpected_keys"])) or "nothing")

@@ -95,3 +95,16 @@ def test_load_encoder_has_no_pooler_and_says_nothing(capfd):
     assert encoder.pooler is None and encoder.config.hidden_size == 384
     out = capfd.readouterr()
     assert "pooler" not in out.out + out.err  # no load report about the skipped pooler weights
+
+
+def test_quiet_loading_restores_the_verbosity_even_after_an_error():
+    import pytest
+    import transformers
+
+    from course_utils.text import quiet_loading
+
+    before = transformers.logging.get_verbosity()
+    with pytest.raises(RuntimeError), quiet_loading():
+        assert transformers.logging.get_verbosity() == transformers.logging.ERROR
+        raise RuntimeError
+    assert transformers.logging.get_verbosity() == before
