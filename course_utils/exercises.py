@@ -554,3 +554,57 @@ def lesson06b() -> tuple[Question, Thought]:
                  "Look at the table's columns beyond accuracy: what must be stored per customer, and what one "
                  "shared copy of the base model saves.")
     return q1, q2
+
+
+def _joint_angles_checker(answer: Any) -> str | None:
+    """Checker: joint angles that put the gripper at (10 cm, 25 cm), either elbow."""
+    import numpy as np
+
+    from course_utils.sim import forward_kinematics
+
+    q = np.asarray(answer, dtype=float)
+    if q.shape != (2,):
+        return f"Expected two angles (shoulder, elbow), got an array of shape {q.shape}."
+    miss = float(np.linalg.norm(forward_kinematics(q) - [0.10, 0.25]))
+    if miss < 1e-3:
+        return None
+    if np.linalg.norm(forward_kinematics(np.radians(q)) - [0.10, 0.25]) < 1e-3:
+        return "These look like degrees: numpy's trigonometry works in radians (np.radians converts)."
+    return (f"These angles put the gripper {100 * miss:.1f} cm from the cube. Elbow: arccos of (r^2 - L1^2 - L2^2) / "
+            "(2 L1 L2); shoulder: the angle to the point minus the angle the bent elbow adds.")
+
+
+def lesson07(test_error: Any) -> tuple[Question, Question, Thought]:
+    """The exercises of ``07_robot_reaching.ipynb``; ``test_error`` is the mean test error (cm), approach x budget."""
+    scratch, frozen = test_error.loc["scratch"], test_error.loc["frozen, spatial softmax"]
+    caught_up = [int(n) for n in test_error.columns if all(scratch[m] <= frozen[m] for m in test_error.columns if m >= n)]
+    right = caught_up[0] if caught_up else None
+
+    def budget_checker(answer: Any) -> str | None:
+        if right is None:
+            return "In this run scratch never caught up: no budget is right; say so in the discussion."
+        value = int(answer)
+        if value == right:
+            return None
+        if value not in test_error.columns:
+            return f"Answer with one of the budgets in the table: {', '.join(str(n) for n in test_error.columns)}."
+        if value < right:
+            return (f"At {value} frames scratch's mean error is {scratch[value]:.2f} cm, the frozen features' "
+                    f"{frozen[value]:.2f} cm: not yet.")
+        return "It was already at or below them at a smaller budget; look one column to the left."
+
+    q1 = Question("q1", _joint_angles_checker,
+                  "r^2 = x^2 + y^2; cos(q2) = (r^2 - L1^2 - L2^2) / (2 L1 L2); q1 = atan2(y, x) - atan2(L2 sin q2, "
+                  "L1 + L2 cos q2).",
+                  "x, y = 0.10, 0.25\nq2 = -np.arccos((x**2 + y**2 - L1**2 - L2**2) / (2 * L1 * L2))\n"
+                  "answer = np.array([np.arctan2(y, x) - np.arctan2(L2 * np.sin(q2), L1 + L2 * np.cos(q2)), q2])")
+    q2 = Question("q2", budget_checker, "Compare the rows 'scratch' and 'frozen, spatial softmax' column by column.",
+                  f"answer = {right}")
+    q3 = Thought("q3", "Section 5 is the evidence: under cube colours and a light it never saw, the scratch CNN's "
+                 "error grew several-fold while the frozen and fine-tuned ImageNet features held (new colours) or "
+                 "degraded far less (dim light). So ship the fine-tuned block (or the frozen features, if training "
+                 "time matters), label a few hundred frames (the curve flattens there), and before trusting it, label "
+                 "frames of the conditions you fear (new colours, the night shift's light) and measure the error and "
+                 "the reaching success on them, not only on frames like the training ones.",
+                 "Section 5 compares the approaches under conditions training never showed.")
+    return q1, q2, q3

@@ -47,6 +47,11 @@ LESSONS = [
            "parameter-efficient fine-tuning of MiniLM with peft (a frozen encoder, BitFit, LoRA at two ranks, full "
            "fine-tuning) under one schedule over 3 seeds, saving and merging an adapter, LoRA on a convolution, "
            "where pretraining's lead stops shrinking", 4.5, 45),
+    Lesson("07_robot_reaching", "A robot arm that learns to see from a few labelled frames",
+           "the capstone in MuJoCo: a scene, offscreen rendering, inverse kinematics and position control; the cube's "
+           "position read by a CNN from scratch, frozen ImageNet features and a fine-tuned block, with a pooled head "
+           "and a spatial softmax, against 25-1,600 labelled frames over 3 seeds; reaching success; new colours and "
+           "dim light", 5.0, 60),
 ]
 
 

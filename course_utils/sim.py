@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -34,6 +35,10 @@ def mujoco_module():
     """Import MuJoCo, rendering through EGL on Linux unless MUJOCO_GL says otherwise."""
     if sys.platform.startswith("linux"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen, no display needed (Colab and Binder too)
+    if importlib.util.find_spec("triton") is not None:
+        # Triton (torch's compiler, which torchvision imports) and Mesa's software OpenGL each carry their own LLVM:
+        # importing Triton after an OpenGL context exists crashed the process. Imported first, both work.
+        import triton  # noqa: F401
     try:
         import mujoco
     except ModuleNotFoundError as exc:

@@ -53,3 +53,11 @@ def test_missing_opengl_gives_one_clear_line():
                           env={**os.environ, "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"})
     lines = done.stdout.strip().splitlines()
     assert len(lines) == 1 and "libegl1 libgl1-mesa-dri" in lines[0], done.stdout + done.stderr
+
+
+def test_torch_after_rendering_does_not_crash():
+    # Triton and Mesa's OpenGL each bring an LLVM; in this order (render, then torchvision) the process once crashed.
+    code = ("from course_utils import sim\nsim.Scene(size=32).frame()\nimport torch\n"
+            "from course_utils.models import load_mobilenet_v2\nprint(load_mobilenet_v2().features[:2](torch.zeros(1, 3, 32, 32)).shape)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0 and "torch.Size([1, 16, 16, 16])" in done.stdout, done.stderr[-2000:]
