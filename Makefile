@@ -12,7 +12,7 @@ PY := .venv/bin/python
 endif
 STAMP := .venv/.installed-$(notdir $(PY))
 
-.PHONY: lab test install execute bench check fetch student chromium clean-cache reproduce site hub
+.PHONY: lab test install execute bench check fetch student chromium clean-cache reproduce site hub gl
 
 install: $(STAMP)
 
@@ -26,11 +26,11 @@ $(STAMP): pyproject.toml course_utils/assets.py
 # Jupyter refuses to run as root (containers, CI) unless told it is intended.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
-lab: $(STAMP)
+lab: $(STAMP) gl
 	$(PY) -m jupyter lab $(ALLOW_ROOT) notebooks/00_start_here.ipynb
 
 # The lessons run first (strict nbval), so the student-copy and browser tests find warm caches.
-test: $(STAMP) chromium hub
+test: $(STAMP) chromium hub gl
 	$(PY) -m ruff check .
 	COURSE_OFFLINE=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -p no:cacheprovider -ra --durations=40 \
 	  notebooks tests --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
@@ -45,6 +45,12 @@ chromium:
 # The proxy JupyterHub needs (configurable-http-proxy 5 from npm) into hub/node_modules, as hub/package-lock.json pins it.
 hub:
 	@test -x hub/node_modules/.bin/configurable-http-proxy || npm ci --prefix hub --no-audit --no-fund --loglevel=error
+
+# Lesson 07 renders MuJoCo offscreen through EGL: Debian's libegl1 and Mesa's software drivers (Colab has them).
+gl:
+	@dpkg -s libegl1 libgl1-mesa-dri >/dev/null 2>&1 || ! command -v apt-get >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libegl1 libgl1-mesa-dri >/dev/null; } || \
+	  echo "libegl1 and libgl1-mesa-dri are missing and could not be installed: lesson 07 will say so"
 
 # Re-execute the notebooks in place to refresh their committed outputs (one: make execute NB=notebooks/03_*.ipynb).
 execute: $(STAMP)

@@ -137,3 +137,13 @@ def test_lesson06b_mean_pooling_matches_the_cached_embeddings():
         from_tokens = model(**load_tokenizer()(texts, padding=True, return_tensors="pt")).logits
         from_vectors = model(pooled=torch.from_numpy(embed(texts))).logits
     torch.testing.assert_close(from_tokens, from_vectors, atol=1e-5, rtol=1e-5)
+
+
+def test_lesson07_kinematics_match_the_package():
+    from course_utils import sim
+
+    taught = notebook_function("07_robot_reaching.ipynb", "inverse_kinematics")
+    for xy in np.random.default_rng(0).uniform(-0.3, 0.3, size=(20, 2)):
+        assert np.allclose(taught["inverse_kinematics"](xy), sim.inverse_kinematics(xy))
+        q = sim.inverse_kinematics(xy)
+        assert np.allclose(taught["forward_kinematics"](q), sim.forward_kinematics(q))
