@@ -495,10 +495,10 @@ print(ratio.round(1).to_string())
 # fine-tuned features stay within 1.5 times theirs.
 assert (ratio["new colours"].loc["scratch", [100, 400, 1600]] > 3).all()
 assert (ratio["new colours"].loc[["frozen, spatial softmax", "fine-tuned block 6"]] < 1.5).all().all()
-# Dim light hurts every approach, scratch the most: from 100 labels on, its error is at least 3 times the
-# fine-tuned model's, on every seed.
+# Dim light hurts every approach, scratch the most: from 100 labels on, its error is at least 2.5 times the
+# fine-tuned model's, on every seed (the smallest ratio measured while building the lesson: 2.97, at 100 labels).
 dim = error.pivot_table(index=["approach", "labels"], columns="seed", values="dim light")
-assert (dim.loc["scratch"].loc[[100, 400, 1600]] > 3 * dim.loc["fine-tuned block 6"].loc[[100, 400, 1600]]).all().all()
+assert (dim.loc["scratch"].loc[[100, 400, 1600]] > 2.5 * dim.loc["fine-tuned block 6"].loc[[100, 400, 1600]]).all().all()
 """)
 md("""
 **This is where the pretrained features pay in this scene.** On frames like its training frames, the scratch CNN
@@ -544,7 +544,10 @@ md("""
 mean test error at or below that of the frozen features with the spatial softmax?
 """)
 code("""
-answer = 400
+test_error = mean["test"].unstack("labels")
+caught_up = [n for n in BUDGETS if all(test_error.loc["scratch", m] <= test_error.loc["frozen, spatial softmax", m]
+                                       for m in BUDGETS if m >= n)]
+answer = caught_up[0]
 q2.check(answer)
 """, ["solution"], "answer = ____  # a budget from the table\nq2.check(answer)")
 md("""
