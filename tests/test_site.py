@@ -24,7 +24,7 @@ import yaml
 from conftest import REPO
 
 from course_utils.lessons import LESSONS, binder_url, colab_url
-from course_utils.authoring.site import book_toc, figure_alt, plain_text, site_notebook, write_source
+from course_utils.authoring.site import WIDGET_NOTE, book_toc, figure_alt, plain_text, site_notebook, write_source
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "artifacts" / "site"
@@ -91,6 +91,8 @@ def test_site_copy_keeps_figures_and_drops_live_widgets():
         assert len(images) == len(notebook_facts(slug)["figures"]), slug
         text = nbformat.writes(web)
         assert "widgets" not in web.metadata and "widget-view+json" not in text, slug
+        # Lesson 01's slider and lesson 05's text box leave a note in their place; progress bars leave nothing.
+        assert (WIDGET_NOTE in text) == (slug in ("01_doctor_to_lawyer", "05_fine_tuning_language")), slug
         assert "colab-badge.svg)" in text and "https://colab.research.google.com/assets" not in text, slug
 
 
