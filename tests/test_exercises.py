@@ -91,3 +91,22 @@ def test_grade_passes_right_answers_and_fails_others_with_the_feedback(questions
     q3.grade("Label more sarcastic reviews and measure on them.")  # an open question: answered in a sentence
     with pytest.raises(AssertionError, match="at least 5 words"):
         q3.grade("no idea")
+
+
+def test_lesson07_checkers():
+    import numpy as np
+    import pandas as pd
+
+    from course_utils.exercises import lesson07
+    from course_utils.sim import inverse_kinematics
+
+    table = pd.DataFrame({25: [5.6, 3.3], 100: [1.5, 2.1], 400: [0.8, 1.3], 1600: [0.8, 1.1]},
+                         index=["scratch", "frozen, spatial softmax"])
+    q1, q2, _ = lesson07(table)
+    q = inverse_kinematics(np.array([0.10, 0.25]))
+    assert q1.feedback(q) == "q1: Correct!"
+    assert "look like degrees" in q1.feedback(np.degrees(q))
+    assert "cm from the cube" in q1.feedback(q + 0.3)
+    assert q2.feedback(100) == "q2: Correct!"
+    assert "not yet" in q2.feedback(25) and "smaller budget" in q2.feedback(400)
+    assert "one of the budgets" in q2.feedback(50)
