@@ -11,7 +11,6 @@ import functools
 import hashlib
 import http.server
 import json
-import os
 import re
 import threading
 import time
@@ -26,7 +25,6 @@ from conftest import REPO
 from course_utils.lessons import LESSONS, binder_url, colab_url
 from course_utils.authoring.site import WIDGET_NOTE, book_toc, figure_alt, plain_text, site_notebook, write_source
 
-CHROMIUM = "/usr/bin/chromium"
 SHOTS = REPO / "artifacts" / "site"
 # MathJax comes from its CDN (no local copy is installed): the site's only remote resource, and only
 # a nicety (offline, lesson 06b's formulas show as TeX source).
@@ -122,20 +120,6 @@ def site(tmp_path_factory):
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium).")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture
