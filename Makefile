@@ -12,7 +12,7 @@ PY := .venv/bin/python
 endif
 STAMP := .venv/.installed-$(notdir $(PY))
 
-.PHONY: lab test install execute bench check fetch student chromium clean-cache reproduce site hub gl
+.PHONY: lab test install execute bench check fetch student chromium clean-cache reproduce reproduce-paper site hub gl
 
 install: $(STAMP)
 
@@ -62,6 +62,11 @@ student: $(STAMP)
 # Lesson 04's comparisons at full budget (about half an hour on 2 CPU cores); writes notebooks/reproduced/.
 reproduce: $(STAMP)
 	$(PY) -m course_utils reproduce 04
+
+# Deitsch et al.'s recipe and its ablations, one committed row per finished run (about 20 min a run on 2 CPU cores;
+# run it again to go on where it stopped): notebooks/reproduced/04_paper_recipe.jsonl
+reproduce-paper: $(STAMP)
+	$(PY) -m course_utils reproduce paper --commit
 
 # The course website from the committed notebooks (nothing is executed): build/site/_build/html/index.html
 site: $(STAMP)

