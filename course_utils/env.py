@@ -15,12 +15,15 @@ from importlib.metadata import PackageNotFoundError, version
 import numpy as np
 import torch
 
+from course_utils.lessons import LESSONS
+
 PACKAGES = ("torch", "torchvision", "transformers", "datasets", "scikit-learn", "matplotlib", "numpy")
 
 # The reference machine (2 CPU cores, no GPU): speed_test() took this many seconds there (0.43-0.57 s over
-# runs on an idle machine), and the lessons took REFERENCE_MINUTES in all, cold (a fresh-clone `make test`).
+# runs on an idle machine). REFERENCE_MINUTES is the sum of the lesson map's 2-core CPU times (lessons.py,
+# cold cache), so the preflight's estimate and the map lesson 00 prints cannot disagree.
 REFERENCE_SPEED_S = 0.55  # a 2-core AMD EPYC without AVX-512 or AMX, 2026-11-25
-REFERENCE_MINUTES = 17.0
+REFERENCE_MINUTES = sum(lesson.cpu_minutes for lesson in LESSONS)
 
 
 def get_device() -> torch.device:
@@ -159,8 +162,6 @@ def setup(seed: int = 0, lesson: str | None = None, quiet: bool = False) -> torc
 
 def slow_path_note(slug: str) -> str:
     """What a learner on a CPU should expect from a lesson, before waiting for it."""
-    from course_utils.lessons import LESSONS
-
     minutes = next(lesson.cpu_minutes for lesson in LESSONS if lesson.slug == slug)
     if minutes < 2:
         return f"No GPU here; that is fine: this lesson takes about {minutes:g} min on a 2-core CPU."

@@ -99,3 +99,13 @@ def test_memory_peak_sees_a_temporary_allocation():
         time.sleep(0.05)
         del block
     assert 150 < memory["mb"] < 400
+
+
+def test_course_estimate_is_the_lesson_maps_total():
+    """On the reference machine the preflight's estimate is the sum of the lesson map's 2-core CPU times."""
+    from course_utils import env
+    from course_utils.lessons import LESSONS
+
+    total = sum(lesson.cpu_minutes for lesson in LESSONS)
+    assert abs(env.estimate_minutes(env.REFERENCE_SPEED_S) - total) < 1e-9
+    assert abs(env.estimate_minutes(2 * env.REFERENCE_SPEED_S) - 2 * total) < 1e-9
