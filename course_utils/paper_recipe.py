@@ -253,8 +253,10 @@ def run(plan: list[Run] = PLAN, table: Path = TABLE, max_runs: int | None = None
 def _commit(path: Path, message: str, tries: int = 5) -> None:
     """Commit ``path`` alone (whatever else is staged), retrying while another git command holds the index."""
     for attempt in range(tries):
-        done = subprocess.run(["git", "commit", "--quiet", "-m", message, "--", str(path)], cwd=REPO_ROOT,
-                              capture_output=True, text=True)
+        done = subprocess.run(["git", "add", "--", str(path)], cwd=REPO_ROOT, capture_output=True, text=True)
+        if done.returncode == 0:  # a new file must be known to git before it can be committed alone
+            done = subprocess.run(["git", "commit", "--quiet", "-m", message, "--", str(path)], cwd=REPO_ROOT,
+                                  capture_output=True, text=True)
         if done.returncode == 0:
             return
         time.sleep(2 + 3 * attempt)
