@@ -147,3 +147,33 @@ def test_lesson07_kinematics_match_the_package():
         assert np.allclose(taught["inverse_kinematics"](xy), sim.inverse_kinematics(xy))
         q = sim.inverse_kinematics(xy)
         assert np.allclose(taught["forward_kinematics"](q), sim.forward_kinematics(q))
+
+
+def test_lesson04_top_blocks_and_frozen_batchnorm_match_the_package():
+    from course_utils.models import freeze_batchnorm, top_blocks
+
+    taught_top = notebook_function("04_fine_tuning_images.ipynb", "top_blocks")["top_blocks"]
+    taught_freeze = notebook_function("04_fine_tuning_images.ipynb", "freeze_batchnorm")["freeze_batchnorm"]
+    model = load_mobilenet_v2(num_classes=2).eval()
+    x = torch.randn(2, 160, 5, 5)  # what features.15 hands the top 3 blocks at 160 px
+    with torch.no_grad():
+        assert torch.equal(taught_top(model, 3)(x), top_blocks(model, 3)(x))
+    assert [id(p) for p in taught_top(model, 3).parameters()] == [id(p) for p in top_blocks(model, 3).parameters()]
+    images = torch.randn(2, 3, 64, 64)
+    taught, packaged = taught_freeze(load_mobilenet_v2(num_classes=2)), freeze_batchnorm(load_mobilenet_v2(num_classes=2))
+    with torch.no_grad():  # in train mode too, nothing is estimated from the batch (the body: the head has dropout)
+        assert torch.allclose(taught.train().features(images), packaged.train().features(images), atol=1e-6)
+        assert torch.allclose(taught.features(images), load_mobilenet_v2(num_classes=2).eval().features(images),
+                              atol=1e-4)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in taught.modules())
+
+
+def test_lesson03_preprocessing_matches_to_input():
+    from course_utils.models import IMAGENET_MEAN, IMAGENET_STD
+    from course_utils.vision import to_input
+
+    taught = notebook_function("03_replacing_the_head.ipynb", "preprocess")
+    assert (taught["IMAGENET_MEAN"], taught["IMAGENET_STD"]) == (tuple(IMAGENET_MEAN), tuple(IMAGENET_STD))
+    images = np.random.default_rng(0).integers(0, 256, (3, 50, 40), dtype=np.uint8)
+    for size in (32, 50, 160):
+        assert torch.allclose(taught["preprocess"](images, size), to_input(images, size), atol=1e-5)
