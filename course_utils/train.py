@@ -263,8 +263,9 @@ def discriminative_param_groups(groups: list[nn.Module], lr: float, span: float 
     """One optimizer group per layer group, learning rates spread geometrically from ``lr / span`` (the first,
     lowest group) up to ``lr`` (the last, the head): fastai's ``slice(lr / span, lr)``.
 
-    ULMFiT (Howard & Ruder 2018) divides the rate per *layer group*, a handful of them, never per block: 2.6 per
-    block over MobileNetV2's 19 blocks would leave the lowest ones at 1e-8 of the head's rate, untrained.
+    ULMFiT (Howard & Ruder 2018) divides the rate by 2.6 per layer of a 3-layer LSTM; grouping consecutive blocks is
+    fastai's practice for CNNs, since 2.6 per block over MobileNetV2's 19 blocks would leave the lowest ones at 1e-8
+    of the head's rate, untrained.
     Frozen parameters are left out. Introduced in ``04_fine_tuning_images.ipynb``.
     """
     steps = max(len(groups) - 1, 1)
