@@ -29,9 +29,10 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from course_utils import env
-from course_utils.assets import REPO_ROOT
+from course_utils.assets import REPO_ROOT, shown
 from course_utils.data import keyed_path
 from course_utils.models import freeze, load_efficientnet_lite0, load_mobilenet_v2
+from course_utils.reproduce import machine
 from course_utils.train import fit, mixed_precision, to_model
 from course_utils.vision import DIHEDRAL, dihedral, load_elpv, paper_split, resize, to_input
 
@@ -209,13 +210,6 @@ def measure(run: Run, checkpoint: bool = True) -> dict:
             "versions": {k: v for k, v in env.versions().items() if k in ("python", "torch", "torchvision")}}
 
 
-def machine() -> str:
-    """The CPU's model name and core count (what a reader compares wall times against)."""
-    from course_utils.reproduce import machine as cpu
-
-    return cpu()
-
-
 def load(table: Path = TABLE) -> list[dict]:
     """The rows measured so far (none when the table does not exist yet)."""
     if not table.is_file():
@@ -227,9 +221,10 @@ def run(plan: list[Run] = PLAN, table: Path = TABLE, max_runs: int | None = None
         checkpoint: bool = True) -> list[dict]:
     """Measure every run of ``plan`` not yet in ``table``, appending each row as soon as it is finished."""
     done = {row["key"] for row in load(table)}
-    todo = [r for r in plan if r.key not in done][:max_runs]
-    print(f"{len(plan) - len([r for r in plan if r.key not in done])} of {len(plan)} runs already in "
-          f"{shown(table)}; {len(todo)} to run now.", flush=True)
+    left = [r for r in plan if r.key not in done]
+    todo = left[:max_runs]
+    print(f"{len(plan) - len(left)} of {len(plan)} runs already in {shown(table)}; {len(todo)} to run now.",
+          flush=True)
     seconds, rows = [], []
     for i, r in enumerate(todo, 1):
         print(f"[{i}/{len(todo)}] {r.name}, split {r.split}, seed {r.seed} ...", flush=True)
@@ -262,11 +257,6 @@ def _commit(path: Path, message: str, tries: int = 5) -> None:
         time.sleep(2 + 3 * attempt)
     print(f"  (could not commit {shown(path)}: {done.stderr.strip().splitlines()[-1] if done.stderr else ''}; "
           "the row is in the file, commit it by hand)")
-
-
-def shown(path: Path) -> str:
-    """A path relative to the repository where it is inside it."""
-    return str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else str(path)
 
 
 def summary(rows: list[dict]) -> "pandas.DataFrame":
