@@ -41,3 +41,28 @@ def test_the_committed_table_holds_only_planned_runs():
     for row in paper_recipe.load():
         assert row["key"] in planned, row["name"]
         assert row["name"] == planned[row["key"]].name and len(row["test_probability"]) == 656
+
+
+def test_the_controlled_strategies_differ_only_in_what_trains():
+    paper = paper_recipe.PAPER
+    full, top = paper_recipe.CONTROLLED["full fine-tuning"], paper_recipe.CONTROLLED["top 3 blocks"]
+    for recipe in (full, top):  # same input, views, batch, schedule, epochs in all, selection
+        assert recipe.head_epochs + recipe.epochs == paper.head_epochs + paper.epochs
+        assert {k for k, v in vars(recipe).items() if vars(paper)[k] != v} <= {"head_epochs", "epochs", "trainable"}
+    assert paper_recipe.Run("x", paper, 0).key == "38b0eb8e18e8a243"  # a later setting leaves old keys alone
+
+
+def test_top_blocks_trains_only_the_top_blocks_and_the_head():
+    import numpy as np
+
+    recipe = paper_recipe.replace(paper_recipe.TINY, head_epochs=0, epochs=2, batch_size=8, trainable="top")
+    images = np.random.default_rng(0).integers(0, 255, (16, 64, 64), dtype=np.uint8)
+    targets = np.linspace(0, 1, 16).astype(np.float32)
+    model, history = paper_recipe.train(paper_recipe.Run("top", recipe, 0), images, targets, checkpoint=False)
+    built = paper_recipe.build(recipe.backbone)
+    before = dict(built.named_parameters())
+    k = len(model.features) - paper_recipe.TOP_K
+    for name, p in model.named_parameters():
+        moved = not np.array_equal(p.detach().numpy(), before[name].detach().numpy())
+        assert moved == (name.startswith("classifier") or int(name.split(".")[1]) >= k), name
+    assert len(history) == recipe.epochs
