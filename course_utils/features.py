@@ -195,7 +195,8 @@ def estimate_batchnorm(model: nn.Module, images: np.ndarray, size: int, batch_si
     """Re-estimate every BatchNorm layer's running mean and variance on ``images`` (AdaBN); no weight changes.
 
     The statistics become the average over all batches (``momentum=None``), the model goes back to eval mode,
-    and the images go to the model's device. Introduced in ``06_when_transfer_fails.ipynb``.
+    and the images go to the model's device. Used in ``02_what_networks_learn.ipynb`` (the random-weights control),
+    written out in ``06_when_transfer_fails.ipynb``.
     """
     device = model_device(model)
     layers = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]

@@ -84,8 +84,8 @@ def elpv_splits(labels: np.ndarray, n_train: int = 800, n_val: int = 200, seed: 
     Introduced in ``03_replacing_the_head.ipynb``.
     """
     if len(labels) != ELPV_SIZE:
-        raise ImageInputError(f"elpv_splits is for the {ELPV_SIZE:,} ELPV cells (its test set is the paper's fixed "
-                              f"{PAPER_TEST_SIZE}), not {len(labels):,} images: for your own images use "
+        raise ImageInputError(f"elpv_splits is for the {ELPV_SIZE:,} ELPV cells (its test set is the course's fixed "
+                              f"{PAPER_TEST_SIZE} cells, drawn like the paper's), not {len(labels):,} images: for your own images use "
                               "split_indices(labels).")
     index = np.arange(len(labels))
     rest, test = train_test_split(index, test_size=PAPER_TEST_SIZE, stratify=labels, random_state=0)

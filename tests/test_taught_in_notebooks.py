@@ -177,3 +177,13 @@ def test_lesson03_preprocessing_matches_to_input():
     images = np.random.default_rng(0).integers(0, 256, (3, 50, 40), dtype=np.uint8)
     for size in (32, 50, 160):
         assert torch.allclose(taught["preprocess"](images, size), to_input(images, size), atol=1e-5)
+
+
+def test_lesson02_naive_activation_maximisation_matches_the_package():
+    from course_utils.features import activation_maximisation
+
+    taught = notebook_function("02_what_networks_learn.ipynb", "naive_maximisation")["naive_maximisation"]
+    model = load_mobilenet_v2().eval()
+    mine = taught(model, "features.3", [0, 5], size=64, steps=4)
+    assert mine.shape == (2, 64, 64, 3)
+    assert np.array_equal(mine, activation_maximisation(model, "features.3", [0, 5], robust=False, size=64, steps=4))
