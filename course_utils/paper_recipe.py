@@ -211,6 +211,7 @@ def measure(run: Run, checkpoint: bool = True) -> dict:
     size = run.recipe.size
     targets = cells.defect_prob if run.recipe.soft else cells.labels
     train_images = resize(np.asarray(cells.images[train_cells]), size)
+    resumed = checkpoint and any(keyed_path("paper_recipe", stage, run.key).is_file() for stage in ("head", "all"))
     model, history = train(run, train_images, targets[train_cells].astype(np.float32), checkpoint)
     views = view_probabilities(model, resize(np.asarray(cells.images[test_cells]), size), size,
                                run.recipe.test_views)
@@ -221,7 +222,8 @@ def measure(run: Run, checkpoint: bool = True) -> dict:
             "train_loss": [round(row["train_loss"], 4) for row in history],
             "test_probability": [round(float(p), 4) for p in views.mean(0)],
             "test_probability_view0": [round(float(p), 4) for p in views[0]],
-            "seconds": round(time.perf_counter() - started, 1), "date": date.today().isoformat(),
+            "seconds": round(time.perf_counter() - started, 1), "resumed": resumed,  # seconds: this session's part
+            "date": date.today().isoformat(),
             "machine": machine(), "device": env.describe_device(env.get_device()),
             "versions": {k: v for k, v in env.versions().items() if k in ("python", "torch", "torchvision")}}
 
@@ -277,14 +279,16 @@ def _commit(path: Path, message: str, tries: int = 5) -> None:
 
 def summary(rows: list[dict]) -> "pandas.DataFrame":
     """Mean and spread over runs of each named recipe: accuracy at 0.5 without and with test-time averaging,
-    balanced accuracy, ROC AUC, and minutes per run."""
+    balanced accuracy, ROC AUC, and minutes per run (runs resumed from a checkpoint left out of the minutes)."""
     import pandas as pd
 
     if not rows:
         return pd.DataFrame()
     frame = pd.DataFrame(rows)
+    resumed = frame["resumed"].fillna(False).astype(bool) if "resumed" in frame else frame.seconds < 0
+    frame["minutes"] = frame.seconds.where(~resumed) / 60
     return frame.groupby("name", sort=False).agg(
         runs=("split", "count"), splits=("split", lambda s: ",".join(map(str, sorted(set(s))))),
         accuracy=("accuracy", "mean"), tta_accuracy=("tta_accuracy", "mean"), tta_std=("tta_accuracy", "std"),
         balanced=("tta_balanced_accuracy", "mean"), roc_auc=("tta_roc_auc", "mean"),
-        minutes=("seconds", lambda s: s.mean() / 60))
+        minutes=("minutes", "mean"))
