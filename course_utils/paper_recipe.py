@@ -3,8 +3,9 @@
 The recipe (a pilot of it beat the paper's 88.42% on two draws): MobileNetV2 from ImageNet with one output trained by
 binary cross-entropy on the soft defect probabilities (0, 1/3, 2/3, 1); the head alone first, then every layer with a
 one-cycle schedule and BatchNorm in training mode; a random flip and quarter turn of each training cell; 8-view
-test-time averaging; the last epoch kept, so nothing is chosen on the test cells. ``PLAN`` lists the runs: the recipe
-on three 75/25 draws first, then the ablations that say which ingredient moved the result.
+test-time averaging; the last epoch kept, so nothing is chosen on these runs' test cells. ``PLAN`` lists the runs: the
+recipe on three 75/25 draws first, then the controlled comparison (full fine-tuning and the top blocks trained the
+recipe's way), then the ablations that say which ingredient moved the result.
 
 Every finished run is appended as one JSON line to ``notebooks/reproduced/04_paper_recipe.jsonl`` (with ``--commit``
 it is also committed at once), and a run already in that file is never run again: the hours it takes finish over
@@ -31,7 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from course_utils import env
 from course_utils.assets import REPO_ROOT, shown
 from course_utils.data import keyed_path
-from course_utils.models import freeze, load_efficientnet_lite0, load_mobilenet_v2
+from course_utils.models import freeze, load_efficientnet_lite0, load_mobilenet_v2, top_blocks
 from course_utils.reproduce import machine
 from course_utils.train import fit, mixed_precision, to_model
 from course_utils.vision import DIHEDRAL, dihedral, load_elpv, paper_split, resize, to_input
@@ -59,6 +60,10 @@ class Recipe:
     test_views: int = 8  # views averaged at test time (the row also reports view 0 alone)
     max_cells: int | None = None  # keep this many cells per split (the unit test's tiny budget)
     trainable: str = "all"  # after the head stage: "all" layers, or "top" (the top TOP_K blocks and the head)
+
+    def __post_init__(self) -> None:
+        if self.trainable not in ("all", "top"):
+            raise ValueError(f"Unknown trainable {self.trainable!r}: choose 'all' or 'top'.")
 
 
 @dataclass(frozen=True)
@@ -159,8 +164,14 @@ def view_probabilities(model: nn.Module, images: np.ndarray, size: int, views: i
     return out
 
 
+def checkpoint_path(run: Run, stage: str) -> Path:
+    """Where a run's stage ("head" or "all") saves its state after every epoch, to resume from."""
+    return keyed_path("paper_recipe", stage, run.key)
+
+
 def train(run: Run, images: np.ndarray, targets: np.ndarray, checkpoint: bool = True) -> tuple[nn.Module, list]:
-    """The recipe trained on ``images`` (resized uint8) and ``targets``: the head alone, then every layer."""
+    """The recipe trained on ``images`` (resized uint8) and ``targets``: the head alone, then every layer (or the
+    top blocks and the head)."""
     recipe = run.recipe
     torch.manual_seed(run.seed)
     model = build(recipe.backbone).to(env.get_device())
@@ -168,16 +179,14 @@ def train(run: Run, images: np.ndarray, targets: np.ndarray, checkpoint: bool = 
     loader = DataLoader(Cells(images, targets, recipe.size, turns, run.seed), batch_size=recipe.batch_size,
                         shuffle=True, generator=torch.Generator().manual_seed(run.seed), num_workers=0)
     loss_fn = BinaryCrossEntropy()
-    saved = (lambda stage: keyed_path("paper_recipe", stage, run.key)) if checkpoint else (lambda stage: None)
+    saved = (lambda stage: checkpoint_path(run, stage)) if checkpoint else (lambda stage: None)
     freeze(model.features)  # stage 1: the head alone
     history = []
     if recipe.head_epochs:
         head = torch.optim.AdamW(model.classifier.parameters(), lr=recipe.head_lr, weight_decay=1e-2)
         history = fit(model, loader, None, head, recipe.head_epochs, loss_fn=loss_fn, checkpoint=saved("head"),
                       progress=False, amp=True)
-    if recipe.trainable not in ("all", "top"):
-        raise ValueError(f"Unknown trainable {recipe.trainable!r}: choose 'all' or 'top'.")
-    trained = model if recipe.trainable == "all" else nn.ModuleList([*model.features[-TOP_K:], model.classifier])
+    trained = model if recipe.trainable == "all" else top_blocks(model, TOP_K)  # shares the model's weights
     for p in trained.parameters():  # stage 2: every layer, or the top blocks and the head
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(trained.parameters(), lr=recipe.lr, weight_decay=1e-2)
@@ -211,7 +220,7 @@ def measure(run: Run, checkpoint: bool = True) -> dict:
     size = run.recipe.size
     targets = cells.defect_prob if run.recipe.soft else cells.labels
     train_images = resize(np.asarray(cells.images[train_cells]), size)
-    resumed = checkpoint and any(keyed_path("paper_recipe", stage, run.key).is_file() for stage in ("head", "all"))
+    resumed = checkpoint and any(checkpoint_path(run, stage).is_file() for stage in ("head", "all"))
     model, history = train(run, train_images, targets[train_cells].astype(np.float32), checkpoint)
     views = view_probabilities(model, resize(np.asarray(cells.images[test_cells]), size), size,
                                run.recipe.test_views)

@@ -66,3 +66,10 @@ def test_top_blocks_trains_only_the_top_blocks_and_the_head():
         moved = not np.array_equal(p.detach().numpy(), before[name].detach().numpy())
         assert moved == (name.startswith("classifier") or int(name.split(".")[1]) >= k), name
     assert len(history) == recipe.epochs
+
+
+def test_an_unknown_trainable_is_refused_before_any_training():
+    import pytest
+
+    with pytest.raises(ValueError, match="choose 'all' or 'top'"):
+        paper_recipe.replace(paper_recipe.PAPER, trainable="middle")
