@@ -12,7 +12,7 @@ PY := .venv/bin/python
 endif
 STAMP := .venv/.installed-$(notdir $(PY))
 
-.PHONY: lab test install execute bench check fetch student chromium clean-cache reproduce reproduce-paper site hub gl
+.PHONY: lab test test-gpu install execute bench check fetch student chromium clean-cache reproduce reproduce-paper site hub gl
 
 install: $(STAMP)
 
@@ -35,6 +35,11 @@ test: $(STAMP) chromium hub gl
 	COURSE_OFFLINE=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(PY) -m pytest -p no:cacheprovider -ra --durations=40 \
 	  notebooks tests --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg \
 	  --nbval-cell-timeout=600
+
+# On a machine with CUDA: the install, the device tests on the real GPU, the whole suite and the timings
+# (.ci/gpu-check says what each step checks; `bash .ci/gpu-check --dry-run` runs its first steps on a CPU).
+test-gpu:
+	bash .ci/gpu-check
 
 # The browser test drives Debian's Chromium (Playwright cannot download its own browser here).
 chromium:

@@ -5,9 +5,11 @@ needs it (so `python -m course_utils install-assets` works before torch is insta
 A lesson's first cell calls ``setup(seed=0)``.
 """
 
-from course_utils.assets import AssetError, asset_path
+from course_utils.assets import asset_path
+from course_utils.errors import AssetError, CourseError, ImageInputError, SettingError, SimError
 
-__all__ = ["AssetError", "asset_path", "get_device", "setup"]
+__all__ = ["AssetError", "CourseError", "ImageInputError", "SettingError", "SimError", "asset_path", "get_device",
+           "setup"]
 __version__ = "0.1.0"
 
 

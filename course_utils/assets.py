@@ -23,6 +23,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from course_utils.errors import AssetError, NotWritableError
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -127,14 +129,6 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
 ]}
 
 
-class AssetError(RuntimeError):
-    """An asset could not be found or failed its checksum; the message says how to fix it."""
-
-    def _render_traceback_(self) -> list[str]:
-        """In Jupyter, show the message alone: the fix matters, the call stack does not."""
-        return [f"AssetError: {self}"]
-
-
 def sha256_file(path: Path) -> str:
     """The sha256 of one file, read in 1 MiB blocks."""
     h = hashlib.sha256()
@@ -232,7 +226,7 @@ def data_dir() -> Path:
                 print(f"{shown(configured)} is read-only: new caches go to {shown(folder)} "
                       "(files already in the read-only folder are still used).", file=sys.stderr)
             return folder
-    raise PermissionError(f"No writable folder for the course's caches (tried {shown(configured)} and ~/.cache): "
+    raise NotWritableError(f"No writable folder for the course's caches (tried {shown(configured)} and ~/.cache): "
                           "set COURSE_DATA_DIR to a folder you can write to.")
 
 

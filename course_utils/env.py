@@ -8,6 +8,7 @@ import platform
 import random
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib.metadata import PackageNotFoundError, version
@@ -44,8 +45,11 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def bf16_is_fast(device: torch.device) -> bool:
-    """True where the lessons compute in bfloat16: a GPU that supports it, and a CPU with Intel AMX units only when
-    asked with ``COURSE_BF16=1``.
+    """True where the lessons compute in bfloat16: a GPU with bfloat16 units (compute capability 8.0 or newer: A100,
+    RTX 30xx, L4, H100), and a CPU with Intel AMX units only when asked with ``COURSE_BF16=1``.
+
+    Not on older GPUs such as Colab's T4 (7.5): ``torch.cuda.is_bf16_supported()`` answers True there by emulation,
+    which is slow, and cuDNN has no bfloat16 convolutions below 8.0; they train in float32.
 
     On a 2-core Xeon with AMX, bfloat16 ran lesson 05 a quarter faster, but its kernel then peaked at 2,049 MB of
     private memory against about 1.5 GB in float32, past what Binder allows: float32 is the CPU default.
@@ -55,7 +59,7 @@ def bf16_is_fast(device: torch.device) -> bool:
     if setting == "0":
         return False
     if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+        return torch.cuda.get_device_capability(device) >= (8, 0)
     if device.type == "cpu":
         return setting == "1" and bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
     return False
@@ -95,18 +99,30 @@ def release_freed_memory() -> None:
 
 
 @contextmanager
-def memory_peak(interval: float = 0.02) -> Iterator[dict[str, float]]:
-    """Sample this process's resident memory while the block runs; afterwards ``out["mb"]`` is the peak above the
-    start, in MB (freed memory is handed back first, so an earlier step's leftovers do not hide the cost).
+def memory_peak(device: torch.device | None = None, interval: float = 0.02) -> Iterator[dict[str, float]]:
+    """The peak memory a block adds, in MB, in ``out["mb"]`` afterwards: on a CUDA ``device`` the GPU's (what
+    torch allocated there), elsewhere this process's resident memory, sampled (freed memory is handed back first, so
+    an earlier step's leftovers do not hide the cost).
 
     Introduced in ``06b_how_little_to_train.ipynb``.
     """
+    out = {"mb": 0.0}
+    if device is not None and device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        start = torch.cuda.memory_allocated(device)
+        try:
+            yield out
+        finally:
+            torch.cuda.synchronize(device)
+            out["mb"] = (torch.cuda.max_memory_allocated(device) - start) / 2**20
+        return
     import psutil
 
     process = psutil.Process()
     release_freed_memory()
     start = process.memory_info().rss
-    peak, out, done = [start], {"mb": 0.0}, threading.Event()
+    peak, done = [start], threading.Event()
 
     def sample() -> None:
         while not done.wait(interval):
@@ -123,13 +139,21 @@ def memory_peak(interval: float = 0.02) -> Iterator[dict[str, float]]:
 
 
 def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch, and ask torch for deterministic algorithms."""
+    """Seed Python, NumPy and torch, ask torch for deterministic algorithms, and keep float32 exact on GPUs."""
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
     torch.use_deterministic_algorithms(True, warn_only=True)
+    # A few CUDA backward kernels (adaptive pooling, bilinear upsampling) have no deterministic version: torch warns
+    # once per kernel, which is noise in a lesson's output. The run is then reproducible up to those sums' order.
+    warnings.filterwarnings("ignore", message=".*does not have a deterministic implementation.*")
     torch.backends.cudnn.benchmark = False
+    # The TF32 policy: float32 means float32 on every device. Ampere and newer GPUs would otherwise compute
+    # convolutions in TF32 (10-bit mantissa), and a GPU's numbers would differ from the CPU's by about 1e-3 rather
+    # than float rounding. The lessons are small; bfloat16 autocast (``bf16_is_fast``) is the one named exception.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
 
 
 def small_figures() -> None:

@@ -36,6 +36,11 @@ def _has_blank(answer: Any) -> bool:
     return False
 
 
+# What reading a wrong or half-finished answer raises (``None.shape``, ``int + str``, a wrong shape): the learner's to
+# fix. Any other error inside a checker (a KeyError, an IndexError) is a bug in the checker.
+ANSWER_ERRORS = (TypeError, AttributeError, ValueError, RuntimeError)
+
+
 @dataclass
 class Question:
     """One exercise: ``checker(answer)`` returns None when right, else the feedback sentence."""
@@ -52,8 +57,11 @@ class Question:
             return NOT_ATTEMPTED
         try:
             return self.checker(answer)
-        except Exception as exc:  # a half-finished answer should get feedback, not a traceback
+        except ANSWER_ERRORS as exc:  # a half-finished answer (a wrong type, a wrong shape) gets feedback
             return f"checking your answer raised {type(exc).__name__}: {exc}"
+        except Exception as exc:  # anything else is the checker's own mistake: say so, not "your answer"
+            return (f"the checker itself failed ({type(exc).__name__}: {exc}). This is a bug in the course, not in "
+                    "your answer: please report it, with the line above.")
 
     def feedback(self, answer: Any) -> str:
         """The feedback text for ``answer``, as ``check()`` prints it."""
@@ -515,7 +523,7 @@ def lesson06(model: Any, images: Any, size: int) -> tuple[Question, Question]:
     q2 = Question("q2", _channel_means_checker(model, images, size),
                   "Run the convolution alone under torch.no_grad(), then take .mean(dim=(0, 2, 3)).",
                   "with torch.no_grad():\n"
-                  "    out = pretrained.features[0][0](to_input(cells_256, SIZE))\n"
+                  "    out = pretrained.features[0][0](to_input(cells_256, SIZE).to(device))\n"
                   "answer = out.mean(dim=(0, 2, 3))")
     q3 = Question("q3", choice_checker("b", {
         "a": "The poly test cells are *less* often defective than the mono ones (see the table of section 2), yet "

@@ -35,14 +35,18 @@ def images_fingerprint(images: np.ndarray) -> str:
 
 @contextmanager
 def evaluating(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every layer of ``model`` in eval mode for a while, then give each back the mode it had."""
+    """Put every layer of ``model`` in eval mode for a while, then give each layer back its mode and each weight
+    back its ``requires_grad`` (a helper may freeze them on the way): the caller's model comes back as it was."""
     modes = {m: m.training for m in model.modules()}
+    grads = {p: p.requires_grad for p in model.parameters()}
     model.eval()
     try:
         yield model
     finally:
         for m, training in modes.items():
             m.training = training
+        for p, requires_grad in grads.items():
+            p.requires_grad_(requires_grad)
 
 
 @torch.no_grad()
@@ -87,8 +91,9 @@ def feature_maps(model: nn.Module, image: torch.Tensor, nodes: list[str]) -> dic
 
     Introduced in ``02_what_networks_learn.ipynb``.
     """
-    extractor = create_feature_extractor(model, return_nodes=nodes).eval()
-    return {n: a[0].cpu() for n, a in extractor(image[None].to(model_device(model))).items()}
+    extractor = create_feature_extractor(model, return_nodes=nodes)  # shares the model's layers
+    with evaluating(model):
+        return {n: a[0].cpu() for n, a in extractor(image[None].to(model_device(model))).items()}
 
 
 def _decorrelated_image(params: torch.Tensor, size: int) -> torch.Tensor:
@@ -108,7 +113,14 @@ def activation_maximisation(model: nn.Module, node: str, channels: list[int], ro
     tricks of Olah et al. 2017: a Fourier (decorrelated) parameterisation, random jitter and scaling.
     Introduced in ``02_what_networks_learn.ipynb``.
     """
-    extractor = create_feature_extractor(model, return_nodes=[node]).eval()
+    with evaluating(model):  # the layers it shares with ``model`` are frozen and in eval mode only meanwhile
+        return _maximise(model, node, channels, robust, size, steps, lr, seed)
+
+
+def _maximise(model: nn.Module, node: str, channels: list[int], robust: bool, size: int, steps: int, lr: float,
+              seed: int) -> np.ndarray:
+    """``activation_maximisation``'s gradient ascent, on a model in eval mode."""
+    extractor = create_feature_extractor(model, return_nodes=[node])
     for p in extractor.parameters():
         p.requires_grad_(False)
     device = model_device(model)
@@ -182,9 +194,9 @@ def gradcam(model: nn.Module, layer: nn.Module, inputs: torch.Tensor, target: in
     """
     from captum.attr import LayerAttribution, LayerGradCam
 
-    model.eval()
     inputs = inputs.to(model_device(model))
-    cam = LayerGradCam(model, layer).attribute(inputs, target=target, relu_attributions=True)
+    with evaluating(model):
+        cam = LayerGradCam(model, layer).attribute(inputs, target=target, relu_attributions=True)
     cam = LayerAttribution.interpolate(cam, tuple(inputs.shape[-2:]), interpolate_mode="bilinear")[:, 0]
     cam = cam.detach() / cam.detach().amax(dim=(1, 2), keepdim=True).clamp(min=1e-8)
     return cam.cpu().numpy()

@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 from course_utils import env
 from course_utils.assets import REPO_ROOT, shown
 from course_utils.data import keyed_path
+from course_utils.errors import SettingError
 from course_utils.models import freeze, load_efficientnet_lite0, load_mobilenet_v2, top_blocks
 from course_utils.reproduce import machine
 from course_utils.train import fit, mixed_precision, to_model
@@ -63,7 +64,7 @@ class Recipe:
 
     def __post_init__(self) -> None:
         if self.trainable not in ("all", "top"):
-            raise ValueError(f"Unknown trainable {self.trainable!r}: choose 'all' or 'top'.")
+            raise SettingError(f"Unknown trainable {self.trainable!r}: choose 'all' or 'top'.")
 
 
 @dataclass(frozen=True)
@@ -144,7 +145,7 @@ def build(backbone: str) -> nn.Module:
     """The ImageNet backbone with one output (the defect logit)."""
     loaders = {"mobilenet_v2": load_mobilenet_v2, "efficientnet_lite0": load_efficientnet_lite0}
     if backbone not in loaders:
-        raise ValueError(f"Unknown backbone {backbone!r}: choose one of {', '.join(loaders)}.")
+        raise SettingError(f"Unknown backbone {backbone!r}: choose one of {', '.join(loaders)}.")
     return loaders[backbone](num_classes=1)
 
 

@@ -88,7 +88,7 @@ def top_blocks_run(maps: np.ndarray, labels: np.ndarray, split: dict, seed: int,
     """Lesson 04's top blocks trained on the first ``views`` cached views (views, N, C, H, W); the test cells'
     probabilities, averaged over ``test_views`` views (test-time augmentation; default: ``views``)."""
     torch.manual_seed(seed)
-    model = backbone(num_classes=2)
+    model = backbone(num_classes=2).to(env.get_device())
     freeze(model.features[:-k])
     top = top_blocks(model, k)
     train = split["train"]
@@ -111,10 +111,10 @@ def end_to_end_run(strategy: str, small: np.ndarray, features: np.ndarray, label
     train, test = split["train"], split["test"]
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(labels[train]))
     if strategy == "from scratch":
-        model = mobilenet_v2(num_classes=2)
+        model = mobilenet_v2(num_classes=2).to(env.get_device())
         groups = [{"params": model.parameters(), "lr": 3e-3}]
     else:
-        model = freeze_batchnorm(load_mobilenet_v2(num_classes=2))
+        model = freeze_batchnorm(load_mobilenet_v2(num_classes=2).to(env.get_device()))
         if strategy == "LP-FT":  # the head first, as a probe on frozen features, then everything
             probe = feature_loader(features[train], labels[train], train=True, seed=seed)
             optimizer = torch.optim.AdamW(model.classifier.parameters(), lr=1e-3, weight_decay=1e-2)
@@ -131,7 +131,7 @@ def end_to_end_run(strategy: str, small: np.ndarray, features: np.ndarray, label
 def probe_run(features: np.ndarray, labels: np.ndarray, split: dict, seed: int) -> np.ndarray:
     """Lesson 04's linear probe on pooled frozen features; the test cells' probabilities."""
     torch.manual_seed(seed)
-    head = load_mobilenet_v2(num_classes=2).classifier
+    head = load_mobilenet_v2(num_classes=2).classifier.to(env.get_device())
     train = split["train"]
     optimizer = torch.optim.AdamW(head.parameters(), lr=1e-3, weight_decay=1e-2)
     loss_fn = nn.CrossEntropyLoss(weight=class_weights(labels[train]))
@@ -175,7 +175,7 @@ def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
     lesson = {name: np.searchsorted(mine, index) for name, index in lesson.items()}
     images, labels, cell_type = np.asarray(cells.images[used]), cells.labels[used], cells.cell_type[used]
     mine_images, mine_labels, mine_types = np.asarray(cells.images[mine]), cells.labels[mine], cells.cell_type[mine]
-    pretrained = load_mobilenet_v2(num_classes=2).eval()
+    pretrained = load_mobilenet_v2(num_classes=2).eval().to(env.get_device())
 
     print("frozen activations and features (computed once, then cached)...", flush=True)
     start = time.perf_counter()
@@ -188,7 +188,7 @@ def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
     features = cached_features(pretrained, mine_images, size)["features"]
     small = resize(mine_images, budget.end_size)
     small_features = cached_features(pretrained, mine_images, budget.end_size)["features"]
-    lite = load_efficientnet_lite0(num_classes=2).eval()  # a second ImageNet backbone; its top 3 blocks start at 15
+    lite = load_efficientnet_lite0(num_classes=2).eval().to(env.get_device())  # a second ImageNet backbone; its top 3 blocks start at 15
     lite_maps = {s: cached_activations(lite, mine_images, s, "features.14", 1) for s in (size, large)}
     print(f"  {time.perf_counter() - start:.0f} s", flush=True)
 
@@ -253,7 +253,7 @@ def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
                     3, TOP_EPOCHS, 1)
 
     report = {"date": date.today().isoformat(), "machine": machine(),
-              "device": env.describe_device(torch.device("cpu")), "versions": env.versions(), "wall_seconds": time.perf_counter() - started, "budget": asdict(budget),
+              "device": env.describe_device(env.get_device()), "versions": env.versions(), "wall_seconds": time.perf_counter() - started, "budget": asdict(budget),
               "rows": rows}
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -15,6 +15,7 @@ from torchvision.models import mobilenet_v2
 
 from course_utils.assets import sha256_file, shown
 from course_utils.env import model_device
+from course_utils.errors import SettingError
 from course_utils.vision import MIN_SIDE, ImageInputError, grey_if_grey, read_image, resize_image, to_input
 
 CONFIG_KEYS = ("architecture", "class_names", "channels", "load_size", "input_size", "weights_sha256")
@@ -49,10 +50,10 @@ def save_classifier(model: nn.Module, folder: str | Path, size: int, class_names
 def check_operating_point(threshold: float | None, temperature: float, num_classes: int) -> None:
     """Refuse a threshold outside (0, 1) or for more than two classes, and a temperature that is not positive."""
     if threshold is not None and (num_classes != 2 or not 0 < threshold < 1):
-        raise ImageInputError(f"A threshold needs two classes and a value between 0 and 1; got {threshold} for "
+        raise SettingError(f"A threshold needs two classes and a value between 0 and 1; got {threshold} for "
                               f"{num_classes} classes.")
     if not temperature > 0:
-        raise ImageInputError(f"The temperature divides the logits, so it must be positive; got {temperature}.")
+        raise SettingError(f"The temperature divides the logits, so it must be positive; got {temperature}.")
 
 
 def read_config(folder: Path) -> dict:
@@ -71,8 +72,8 @@ def read_config(folder: Path) -> dict:
     config.setdefault("temperature", 1.0)
     try:
         check_operating_point(config["threshold"], config["temperature"], len(config["class_names"]))
-    except ImageInputError as exc:
-        raise ImageInputError(f"{shown(path)}: {exc}") from None
+    except SettingError as exc:
+        raise SettingError(f"{shown(path)}: {exc}") from None
     if config["architecture"] != "mobilenet_v2":
         raise ImageInputError(f"{shown(path)} names architecture {config['architecture']!r}; this loader rebuilds "
                               "mobilenet_v2 only.")

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from course_utils.data import cache_key, cached_array
+from course_utils.errors import SimError
 
 SCENE = Path(__file__).parent / "scenes" / "reach.xml"
 L1, L2 = 0.18, 0.16  # link lengths (m), as in the scene file
@@ -25,10 +26,6 @@ R_MIN, R_MAX = 0.10, 0.30  # where the cube is placed: an annulus in front of th
 ANGLE_MIN, ANGLE_MAX = np.deg2rad(15), np.deg2rad(165)  # ... between these angles
 GL_FIX = ("Fix: on Debian/Ubuntu `sudo apt-get install libegl1 libgl1-mesa-dri` (`make gl` does it); "
           "on a Mac or Windows unset MUJOCO_GL.")
-
-
-class SimError(RuntimeError):
-    """The simulator could not start: a missing scene file, no MuJoCo, or no OpenGL to render with."""
 
 
 def mujoco_module():
@@ -45,9 +42,11 @@ def mujoco_module():
         if exc.name == "mujoco":
             raise SimError("MuJoCo is not installed: `pip install mujoco` (or `make install`).") from None
         raise
-    except Exception as exc:  # its OpenGL binding fails while loading, each platform its own way
-        raise SimError(f"MuJoCo could not load OpenGL (MUJOCO_GL={os.environ.get('MUJOCO_GL')}: "
-                       f"{type(exc).__name__}). " + GL_FIX) from None
+    except (ImportError, OSError, RuntimeError, AttributeError) as exc:  # its OpenGL binding fails while loading
+        message = (str(exc).splitlines() or [""])[0]
+        gl = any(word in message.lower() for word in ("gl", "egl", "osmesa", "display"))
+        raise SimError(f"MuJoCo could not be imported (MUJOCO_GL={os.environ.get('MUJOCO_GL')}: "
+                       f"{type(exc).__name__}: {message})." + (" " + GL_FIX if gl else "")) from None
     return mujoco
 
 

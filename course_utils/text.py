@@ -83,9 +83,10 @@ def load_encoder():
 
 
 @torch.inference_mode()
-def embed(texts: list[str], device: torch.device | str = "cpu", batch_size: int = 128) -> np.ndarray:
-    """Frozen MiniLM sentence embeddings: the mean of the last layer over real (non-padding) tokens."""
-    device = torch.device(device)
+def embed(texts: list[str], device: torch.device | str | None = None, batch_size: int = 128) -> np.ndarray:
+    """Frozen MiniLM sentence embeddings: the mean of the last layer over real (non-padding) tokens, computed on
+    ``device`` (default: the fastest here)."""
+    device = torch.device(device) if device is not None else get_device()
     tokenizer = load_tokenizer()
     model = load_encoder().to(device).eval()
     order = np.argsort([len(t) for t in texts])  # similar lengths together: less padding, less work
@@ -103,9 +104,10 @@ def embed(texts: list[str], device: torch.device | str = "cpu", batch_size: int 
     return out
 
 
-def cached_embeddings(texts: list[str], device: torch.device | str = "cpu") -> np.ndarray:
+def cached_embeddings(texts: list[str], device: torch.device | str | None = None) -> np.ndarray:
     """``embed(texts)``, cached under data/text/ and keyed by the model's checksum and the texts."""
-    key = cache_key(ASSETS["minilm"].sha256, MAX_LENGTH, bf16_is_fast(torch.device(device)), texts)
+    device = torch.device(device) if device is not None else get_device()
+    key = cache_key(ASSETS["minilm"].sha256, MAX_LENGTH, bf16_is_fast(device), texts)
     return cached_array("text", "minilm-embeddings", key, lambda: embed(texts, device))
 
 

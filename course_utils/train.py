@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from course_utils.assets import shown, writable
 from course_utils.env import model_device
+from course_utils.errors import NotWritableError, SettingError
 from course_utils.vision import dihedral, to_input
 
 
@@ -124,7 +125,7 @@ def class_weights(labels: np.ndarray, num_classes: int | None = None) -> torch.T
     num_classes = num_classes or int(np.max(labels)) + 1
     counts = np.bincount(labels, minlength=num_classes)
     if (counts == 0).any():
-        raise ValueError(f"Class {int(np.flatnonzero(counts == 0)[0])} has no training examples: every class "
+        raise SettingError(f"Class {int(np.flatnonzero(counts == 0)[0])} has no training examples: every class "
                          "needs some, or pass fewer num_classes.")
     weights = compute_class_weight("balanced", classes=np.arange(num_classes), y=labels)
     return torch.tensor(weights, dtype=torch.float32)
@@ -152,12 +153,12 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     hardware is fast at it). Introduced in ``03_replacing_the_head.ipynb``.
     """
     device = model_device(model)
-    loss_fn = loss_fn or nn.CrossEntropyLoss()
+    loss_fn = (loss_fn or nn.CrossEntropyLoss()).to(device)  # class weights go where the logits are
     history: list[dict] = []
     best = {"score": -1.0, "state": None}
     path = Path(checkpoint) if checkpoint else None
     if path is not None and not writable(path.parent):  # say so now, not after the first epoch has trained
-        raise PermissionError(f"Cannot write the checkpoint {shown(path)}: its folder is read-only. Pass a "
+        raise NotWritableError(f"Cannot write the checkpoint {shown(path)}: its folder is read-only. Pass a "
                               "checkpoint path in a folder you can write to (or checkpoint=None).")
     if path is not None and path.is_file():
         history, best = _resume(path, model, optimizer, scheduler, train_loader)
@@ -168,7 +169,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     try:
         for epoch in range(len(history), num_epochs):
             model.train()
-            total, count = 0.0, 0
+            total, count = torch.zeros((), device=device), 0  # summed on the device: no sync every batch
             for x, y in train_loader:
                 x, y = to_model(x, device), y.to(device)
                 with mixed_precision(device) if amp else contextlib.nullcontext():
@@ -178,9 +179,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
                 optimizer.step()
                 if scheduler is not None:
                     scheduler.step()
-                total, count = total + loss.item() * len(y), count + len(y)
+                total, count = total + loss.detach().float() * len(y), count + len(y)
                 bar.update()
-            row = {"epoch": epoch + 1, "train_loss": total / count,
+            row = {"epoch": epoch + 1, "train_loss": total.item() / count,
                    **(evaluate(model, val_loader) if val_loader is not None else {}),
                    "seconds": time.perf_counter() - start}
             history.append(row)
@@ -192,9 +193,10 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
             bar.set_postfix(loss=f"{row['train_loss']:.3f}", **postfix)
             if max_seconds is not None and row["seconds"] > max_seconds:
                 break
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # say what is kept and how to go on, then stop: "Run All" must not carry on
         where = f"; run the cell again to resume from {path}" if path else " (pass checkpoint= to be able to resume)"
         print(f"Interrupted after epoch {len(history)}{where}.")
+        raise
     finally:
         bar.close()
     if best["state"] is not None:

@@ -15,6 +15,7 @@ from sklearn.model_selection import train_test_split
 from course_utils import assets
 from course_utils.assets import ASSETS, asset_path, shown
 from course_utils.data import cache_key, cached_array
+from course_utils.errors import ImageInputError
 from course_utils.models import IMAGENET_MEAN, IMAGENET_STD
 
 ELPV_CLASSES = ["functional", "defective"]
@@ -23,14 +24,6 @@ PAPER_TEST_SIZE = 656  # Deitsch et al. 2019: 25% of the 2,624 cells, stratified
 MIN_SIDE = 32  # pixels: a smaller image carries too little to classify, and upscaling it invents nothing
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 GREY_TOLERANCE = 12  # a colour file whose channels differ by at most this much is a grey image (JPEG noise)
-
-
-class ImageInputError(ValueError):
-    """A path, folder or image the course cannot use; the message says how to fix it."""
-
-    def _render_traceback_(self) -> list[str]:
-        """In Jupyter, show the message alone, not the call stack."""
-        return [f"ImageInputError: {self}"]
 
 
 @dataclass
@@ -131,8 +124,8 @@ def to_input(images: np.ndarray | torch.Tensor, size: int) -> torch.Tensor:
     x = x.float().div(255)
     if x.shape[-2:] != (size, size):
         x = F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-    mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)  # where the pixels are (a GPU tensor too)
+    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
     # channels-last memory: the same numbers, laid out as convolutions on a CPU like them (1.6x faster here)
     return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
 

@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -122,9 +123,10 @@ def test_resume_reproduces_a_shuffled_run_with_dropout(tmp_path):
     torch.manual_seed(0)
     model, loader, optimizer = dropout_run(0)
     ckpt = tmp_path / "run.pt"
-    partial = fit(model, loader, None, optimizer, num_epochs=4, checkpoint=ckpt, progress=False,
-                  loss_fn=InterruptAt(6 * 2 + 3))  # in the third epoch
-    assert len(partial) == 2
+    with pytest.raises(KeyboardInterrupt):
+        fit(model, loader, None, optimizer, num_epochs=4, checkpoint=ckpt, progress=False,
+            loss_fn=InterruptAt(6 * 2 + 3))  # in the third epoch
+    assert len(torch.load(ckpt, weights_only=True)["history"]) == 2
     torch.manual_seed(123)  # a fresh kernel: other random state, other initial weights, a new loader
     model, loader, optimizer = dropout_run(7)
     fit(model, loader, None, optimizer, num_epochs=4, checkpoint=ckpt, progress=False)
@@ -149,3 +151,43 @@ def test_a_checkpoint_that_cannot_be_written_stops_before_training(tmp_path):
     with pytest.raises(PermissionError, match=r"Cannot write the checkpoint .*run.pt: its folder is read-only"):
         fit(model, loader, None, optimizer, num_epochs=2, checkpoint=blocked, loss_fn=loss_fn, progress=False)
     assert loss_fn.calls == 0 and not os.path.exists(blocked)
+
+
+def test_a_bug_in_a_checker_is_not_blamed_on_the_answer():
+    from course_utils.exercises import Question
+
+    broken = Question("q9", lambda answer: {}["missing"], "hint", "solution")
+    assert "bug in the course, not in your answer" in broken.feedback(3)
+    strict = Question("q9", lambda answer: answer.shape and None, "hint", "solution")
+    assert "checking your answer raised AttributeError" in strict.feedback(3)  # the learner's to fix
+
+
+def test_mujoco_failing_to_import_keeps_its_message(monkeypatch):
+    import builtins
+
+    from course_utils import sim
+    from course_utils.errors import CourseError
+
+    real_import = builtins.__import__
+
+    def failing(name, *args, **kwargs):
+        if name == "mujoco":
+            raise ImportError("numpy.core.multiarray failed to import")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.delitem(sys.modules, "mujoco", raising=False)
+    monkeypatch.setattr(builtins, "__import__", failing)
+    with pytest.raises(sim.SimError, match="numpy.core.multiarray failed to import") as caught:
+        sim.mujoco_module()
+    assert "libegl1" not in str(caught.value)  # not blamed on OpenGL
+    assert isinstance(caught.value, CourseError) and caught.value._render_traceback_()[0].startswith("SimError: ")
+
+
+def test_every_course_error_is_one_line_in_jupyter():
+    from course_utils import errors
+
+    kinds = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.CourseError)]
+    assert {k.__name__ for k in kinds} >= {"AssetError", "ImageInputError", "SimError", "SettingError",
+                                         "NotWritableError"}
+    for kind in kinds:
+        assert kind("what happened; Fix: this")._render_traceback_() == [f"{kind.__name__}: what happened; Fix: this"]

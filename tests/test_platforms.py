@@ -1,6 +1,7 @@
 """Binder and Colab, tested as far as they can be from a machine that reaches only PyPI."""
 
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -79,3 +80,42 @@ def test_student_badges_open_the_student_copies():
             for nav in navs:
                 assert colab_url(lesson.slug, folder) in nav and binder_url(lesson.slug, folder) in nav
                 assert f"/{other}/{lesson.slug}.ipynb" not in nav, f"{folder}/{lesson.slug} links to {other}/"
+
+
+def sanitized(text: str) -> str:
+    """``text`` after the nbval sanitizer's substitutions, applied in the file's order as nbval applies them."""
+    import configparser
+    import re
+
+    config = configparser.ConfigParser(interpolation=None)
+    config.read(REPO / "tests" / "nbval_sanitize.cfg")
+    for section in config.sections():
+        text = re.sub(config[section]["regex"], config[section]["replace"], text)
+    return text
+
+
+def test_every_setup_cell_passes_on_a_gpu_too():
+    """Each lesson's committed setup output, as a CUDA machine would print it, compares equal under the sanitizer."""
+    import json
+
+    for path in sorted((REPO / "notebooks").glob("[0-9]*.ipynb")):
+        cells = json.loads(path.read_text())["cells"]
+        setup = next(c for c in cells if c["cell_type"] == "code" and "setup(seed" in "".join(c["source"]))
+        committed = "".join("".join(o.get("text", "")) for o in setup["outputs"])
+        assert "device: cpu (" in committed, path.name
+        on_gpu = re.sub(r"device: cpu \(\d+ threads\)", "device: cuda (NVIDIA L4)", committed)
+        on_gpu = re.sub(r"No GPU here[^\n]*\n", "", on_gpu)
+        assert on_gpu != committed and sanitized(on_gpu) == sanitized(committed), path.name
+
+
+def test_the_gpu_check_runs_dry_on_a_cpu():
+    """``.ci/gpu-check`` is the script a CUDA machine runs; on a CPU its dry run installs, reports and runs the
+    device tests on a played GPU, so the script cannot rot before a GPU is lent."""
+    import torch
+
+    if torch.cuda.is_available():  # on a GPU the whole check is `make test-gpu`, not this
+        return
+    done = subprocess.run(["bash", ".ci/gpu-check", "--dry-run"], cwd=REPO, capture_output=True, text=True,
+                          timeout=900, env={k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "gpu-check --dry-run: passed" in done.stdout

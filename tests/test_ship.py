@@ -9,6 +9,7 @@ from PIL import Image
 
 from course_utils.models import load_mobilenet_v2
 from course_utils.ship import ImageClassifier, save_classifier
+from course_utils.errors import SettingError
 from course_utils.vision import ImageInputError, resize_image, to_input
 
 CLASSES = ["functional", "defective"]
@@ -66,7 +67,7 @@ def test_the_operating_point_travels_in_the_config(shipped, tmp_path):
     hot = ImageClassifier.load(save_classifier(model, tmp_path / "hot", size=96, class_names=CLASSES, temperature=4.0))
     q = hot.predict_array(image).probabilities["defective"]
     assert abs(q - 0.5) < abs(p - 0.5)  # a higher temperature pulls probabilities towards even
-    with pytest.raises(ImageInputError, match="needs two classes and a value between 0 and 1"):
+    with pytest.raises(SettingError, match="needs two classes and a value between 0 and 1"):
         save_classifier(model, tmp_path / "bad", size=96, class_names=CLASSES, threshold=1.5)
     config = json.loads((tmp_path / "plain" / "config.json").read_text())
     del config["threshold"], config["temperature"]  # a folder saved before the operating point was recorded

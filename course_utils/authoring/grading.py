@@ -15,6 +15,7 @@ import difflib
 from pathlib import Path
 
 from course_utils import lessons
+from course_utils.errors import SettingError
 
 POINTS = 1  # per exercise; an open question scores when it is answered in a sentence (read it in formgrader)
 COURSE_ID = "transfer-learning-course"
@@ -41,7 +42,7 @@ def checked_answer(source: str) -> tuple[str, str]:
              if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "check"
              and isinstance(node.func.value, ast.Name) and len(node.args) == 1]
     if len(calls) != 1:
-        raise ValueError(f"an exercise cell needs exactly one `qN.check(answer)` call, found {len(calls)}:\n{source}")
+        raise SettingError(f"an exercise cell needs exactly one `qN.check(answer)` call, found {len(calls)}:\n{source}")
     return calls[0].func.value.id, ast.get_source_segment(source, calls[0].args[0])
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import quote, urlencode
 
 from course_utils.assets import REPO_ROOT
+from course_utils.errors import SettingError
 from course_utils.lessons import BRANCH, LESSONS, REPO_SLUG, STUDENT
 
 COURSE_FOLDER = "transfer-course"  # in a learner's home: the student copies of the lessons
@@ -25,7 +26,7 @@ REPO_DIR = REPO_SLUG.split("/")[-1]  # nbgitpuller's default target folder: the 
 def pull_link(hub_url: str, slug: str) -> str:
     """The nbgitpuller link that pulls the course into a learner's home and opens lesson ``slug``'s student copy."""
     if not hub_url.startswith(("https://", "http://")):
-        raise ValueError(f"The hub's address must start with https:// (or http://), not {hub_url!r}.")
+        raise SettingError(f"The hub's address must start with https:// (or http://), not {hub_url!r}.")
     query = urlencode({"repo": REPO_URL, "branch": BRANCH, "urlpath": f"lab/tree/{REPO_DIR}/student/{slug}.ipynb"},
                       quote_via=quote, safe="")
     return f"{hub_url.rstrip('/')}/hub/user-redirect/git-pull?{query}"
