@@ -68,7 +68,7 @@ student: $(STAMP)
 reproduce: $(STAMP)
 	$(PY) -m course_utils reproduce 04
 
-# Deitsch et al.'s recipe and its ablations, one committed row per finished run (5 to 47 min a run on 2 CPU cores, measured;
+# Deitsch et al.'s recipe and its ablations, one committed row per finished run (5 to 46 min a run on 2 CPU cores, measured;
 # run it again to go on where it stopped): notebooks/reproduced/04_paper_recipe.jsonl
 reproduce-paper: $(STAMP)
 	$(PY) -m course_utils reproduce paper --commit

