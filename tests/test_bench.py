@@ -35,7 +35,7 @@ def test_no_bf16_switch_turns_bfloat16_off(monkeypatch):
 
     from course_utils import env
 
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda *a, **k: (8, 0))  # a GPU with bfloat16 units
     monkeypatch.setenv("COURSE_BF16", "1")
     assert env.bf16_is_fast(torch.device("cuda"))
     monkeypatch.setenv("COURSE_BF16", "0")
