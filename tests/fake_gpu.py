@@ -114,9 +114,8 @@ class FakeGpu(TorchFunctionMode):
                 out = func(*clean, **kwargs)
             else:
                 out = args[0]
-            if where == "cuda":
-                return _mark(_unmark(out).detach() if isinstance(out, torch.nn.Parameter) else out) \
-                    if not marked(out) else out
+            if where == "cuda":  # a parameter's .to() gives its data, as on a real device: mark that
+                return out if marked(out) else _mark(out.detach() if isinstance(out, torch.nn.Parameter) else out)
             if where == "cpu":
                 return _unmark(out) if not isinstance(out, torch.nn.Parameter) else out.detach()
             return _mark(out) if marked(args[0]) else out

@@ -93,9 +93,9 @@ def test_feature_helpers_return_cpu_numpy_and_leave_the_model_as_it_was(model): 
 def test_shipped_classifier_and_paper_recipe_views(model):
     prediction = ship.ImageClassifier(model, 32, ["a", "b"]).predict_array(images(1)[0])
     assert isinstance(prediction.probability, float)
-    one = mobilenet_v2(num_classes=1).to(model_device := CUDA)
+    one = mobilenet_v2(num_classes=1).to(CUDA)
     assert paper_recipe.view_probabilities(one, images(3), 32, views=2).shape == (2, 3)
-    assert model_device.type == "cuda"
+    assert all(marked(p) for p in one.parameters())  # the helper left the model where it was
 
 
 def test_lesson06_q2_solution_runs_on_a_gpu(model):  # G7
