@@ -35,6 +35,7 @@ from course_utils.vision import elpv_splits, load_elpv, paper_split, resize
 # The lesson's own settings (a test checks they match the notebook): top blocks, then discriminative rates.
 TOP_EPOCHS, TOP_LR = 4, 3e-3
 LR, SPAN = 1e-3, 100
+SCRATCH_PLATEAU = "from scratch, best validation epoch"
 ENSEMBLES = 3  # seed ensembles per input size, each over as many seeds as the budget has
 if TYPE_CHECKING:
     import pandas
@@ -48,6 +49,7 @@ class Budget:
 
     seeds: tuple[int, ...] = (0, 1, 2)
     end_epochs: int = 8  # from scratch, full fine-tuning and LP-FT share this schedule
+    plateau_epochs: int = 30  # from scratch again, scored on the validation cells after every epoch
     end_size: int = 128
     top_epochs: int = 8  # top blocks trained on cached augmented views (one view per cell per epoch)
     size: int = 160
@@ -58,7 +60,7 @@ class Budget:
 
 
 FULL = Budget()
-TINY = Budget(seeds=(0, 1), end_epochs=1, top_epochs=1, size=64, large_size=96, views=2, splits=(0,), max_cells=24)
+TINY = Budget(seeds=(0, 1), end_epochs=1, plateau_epochs=2, top_epochs=1, size=64, large_size=96, views=2, splits=(0,), max_cells=24)
 
 
 class RandomViews(Dataset):
@@ -128,6 +130,25 @@ def end_to_end_run(strategy: str, small: np.ndarray, features: np.ndarray, label
     return predict_proba(model, image_loader(small[test], labels[test]))
 
 
+def scratch_plateau_run(small: np.ndarray, labels: np.ndarray, split: dict, val_images: np.ndarray,
+                        val_labels: np.ndarray, seed: int, epochs: int) -> tuple[np.ndarray, dict]:
+    """From scratch as in ``end_to_end_run``, for ``epochs`` epochs, the validation cells scored after each: the test
+    cells' probabilities at the best validation epoch, and the validation curve (where it stopped rising)."""
+    from torchvision.models import mobilenet_v2
+
+    torch.manual_seed(seed)
+    train, test = split["train"], split["test"]
+    model = mobilenet_v2(num_classes=2).to(env.get_device())
+    loader = image_loader(small[train], labels[train], batch_size=16, train=True, seed=seed)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=1e-2)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, 3e-3, total_steps=epochs * len(loader))
+    history = fit(model, loader, image_loader(val_images, val_labels), optimizer, epochs, schedule,
+                  loss_fn=nn.CrossEntropyLoss(weight=class_weights(labels[train])), progress=False)
+    curve = [row["balanced_accuracy"] for row in history]  # fit keeps the first epoch with the best of these
+    return (predict_proba(model, image_loader(small[test], labels[test])),
+            {"epochs": epochs, "best_epoch": int(np.argmax(curve)) + 1, "val_curve": curve})
+
+
 def probe_run(features: np.ndarray, labels: np.ndarray, split: dict, seed: int) -> np.ndarray:
     """Lesson 04's linear probe on pooled frozen features; the test cells' probabilities."""
     torch.manual_seed(seed)
@@ -141,16 +162,23 @@ def probe_run(features: np.ndarray, labels: np.ndarray, split: dict, seed: int) 
 
 
 def _timed(compute) -> dict:
-    """``compute()``'s test probabilities with the seconds it took."""
+    """``compute()``'s test probabilities (and anything it returns beside them) with the seconds it took."""
     start = time.perf_counter()
-    probs = compute()
-    return {"probs": probs.tolist(), "seconds": time.perf_counter() - start}
+    result = compute()
+    probs, extra = result if isinstance(result, tuple) else (result, {})
+    return {"probs": probs.tolist(), **extra, "seconds": time.perf_counter() - start}
 
 
 def _row(table: str, name: str, seed: int, result: dict, labels: np.ndarray, cell_type: np.ndarray) -> dict:
-    """One table row: scores on the test cells, overall and for mono and poly cells apart."""
-    predicted = np.asarray(result["probs"]).argmax(1)
+    """One table row: scores on the test cells, overall and for mono and poly cells apart, at the 0.5 cut-off and
+    without one (ROC AUC, average precision: how well the defect probability ranks the cells)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    defect = np.asarray(result["probs"])[:, 1]
+    predicted = (defect > 0.5).astype(int)  # argmax of two probabilities
     row = {"table": table, "strategy": name, "seed": seed, **scores(labels, predicted, 2),
+           "roc_auc": roc_auc_score(labels, defect), "average_precision": average_precision_score(labels, defect),
+           **{key: result[key] for key in ("epochs", "best_epoch", "val_curve") if key in result},
            "seconds": result["seconds"]}
     for kind in ("mono", "poly"):
         on = cell_type == kind
@@ -163,10 +191,12 @@ def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
     started = time.perf_counter()
     cells = load_elpv()
     lesson = elpv_splits(cells.labels, n_train=800, n_val=200, seed=0)
-    lesson = {"train": lesson["train"], "test": lesson["test"]}  # no validation: every run keeps its last epoch
+    val = lesson["val"]  # only scratch-to-its-plateau reads it; every other run keeps its last epoch
+    lesson = {"train": lesson["train"], "test": lesson["test"]}
     draws = {draw: paper_split(cells.labels, draw) for draw in budget.splits}
     if budget.max_cells:  # the tiny budget: a few cells of each split
         lesson = {name: index[:budget.max_cells] for name, index in lesson.items()}
+        val = val[:budget.max_cells]
         draws = {d: {name: index[:budget.max_cells] for name, index in s.items()} for d, s in draws.items()}
     # Two sets of cells: all that some 75/25 split uses, and the lesson's 800 + 656 (a subset of them).
     used = np.unique(np.concatenate([*lesson.values(), *(i for s in draws.values() for i in s.values())]))
@@ -187,6 +217,7 @@ def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
     lower_maps = cached_activations(pretrained, mine_images, size, "features.13", 1)[0]
     features = cached_features(pretrained, mine_images, size)["features"]
     small = resize(mine_images, budget.end_size)
+    val_small, val_labels = resize(np.asarray(cells.images[val]), budget.end_size), cells.labels[val]
     small_features = cached_features(pretrained, mine_images, budget.end_size)["features"]
     lite = load_efficientnet_lite0(num_classes=2).eval().to(env.get_device())  # a second ImageNet backbone; its top 3 blocks start at 15
     lite_maps = {s: cached_activations(lite, mine_images, s, "features.14", 1) for s in (size, large)}
@@ -203,7 +234,7 @@ def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
         if report:
             rows.append(row)
         print(f"{table:<10} {name:<44} seed {seed}: accuracy {row['accuracy']:.3f}, "
-              f"balanced {row['balanced_accuracy']:.3f} ({result['seconds']:.0f} s)", flush=True)
+              f"balanced {row['balanced_accuracy']:.3f}, ROC AUC {row['roc_auc']:.3f} ({result['seconds']:.0f} s)", flush=True)
         return result
 
     recipe = "top blocks (the lesson's recipe)"
@@ -215,6 +246,8 @@ def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
         for strategy in ("from scratch", "full fine-tuning", "LP-FT"):
             measure("strategy", strategy, seed, lesson, end_to_end_run, strategy, small, small_features, mine_labels,
                     lesson, seed, budget.end_epochs)
+        measure("strategy", SCRATCH_PLATEAU, seed, lesson, scratch_plateau_run, small, mine_labels, lesson,
+                val_small, val_labels, seed, budget.plateau_epochs)
 
     mobilenet, larger = load_mobilenet_v2, f"{large} px instead of {size}"
     large_lesson_maps = large_maps[in_mine][None]  # (1 view, the lesson's cells, ...)
@@ -285,7 +318,8 @@ def summary(report: dict) -> "pandas.DataFrame":
     return frame.groupby(["table", "strategy"], sort=False).agg(
         runs=("seed", "count"), accuracy=("accuracy", "mean"), accuracy_std=("accuracy", "std"),
         balanced_accuracy=("balanced_accuracy", "mean"), balanced_std=("balanced_accuracy", "std"),
-        mono=("mono_accuracy", "mean"), poly=("poly_accuracy", "mean"), seconds=("seconds", "mean"))
+        roc_auc=("roc_auc", "mean"), roc_auc_std=("roc_auc", "std"),
+        average_precision=("average_precision", "mean"), mono=("mono_accuracy", "mean"), poly=("poly_accuracy", "mean"), seconds=("seconds", "mean"))
 
 
 def load(path: Path = OUT) -> dict:

@@ -16,9 +16,13 @@ def test_reproduce_04_tiny_budget_writes_every_table(tmp_path):
     for row in saved["rows"]:
         runs.setdefault((row["table"], row["strategy"]), []).append(row["seed"])
         assert 0 <= row["accuracy"] <= 1 and 0 <= row["balanced_accuracy"] <= 1
+        assert 0 <= row["roc_auc"] <= 1 and 0 <= row["average_precision"] <= 1  # threshold-free, on every row
+    plateau = [row for row in saved["rows"] if row["strategy"] == reproduce.SCRATCH_PLATEAU]
+    assert all(len(row["val_curve"]) == row["epochs"] == reproduce.TINY.plateau_epochs
+               and row["val_curve"][row["best_epoch"] - 1] == max(row["val_curve"]) for row in plateau)
     strategies = {s for t, s in runs if t == "strategy"}
     assert strategies == {"linear probe", "top blocks (the lesson's recipe)", "from scratch", "full fine-tuning",
-                          "LP-FT"}
+                          "LP-FT", reproduce.SCRATCH_PLATEAU}
     assert all(runs[("strategy", s)] == list(reproduce.TINY.seeds) for s in strategies)
     assert len([key for key in runs if key[0] == "75/25"]) == 2 * len(reproduce.TINY.splits)  # two input sizes
     assert sum("EfficientNet-Lite0" in s for t, s in runs if t == "lever") == 2  # the second backbone, both sizes
@@ -26,7 +30,8 @@ def test_reproduce_04_tiny_budget_writes_every_table(tmp_path):
     assert len(ensembles) == 2 and all(seeds == list(range(reproduce.ENSEMBLES)) for seeds in ensembles.values())
     assert len(saved["rows"]) == len({(r["table"], r["strategy"], r["seed"]) for r in saved["rows"]})  # no repeats
     table = reproduce.summary(saved)
-    assert {"accuracy", "accuracy_std", "balanced_accuracy", "mono", "poly", "seconds"} <= set(table.columns)
+    assert {"accuracy", "accuracy_std", "balanced_accuracy", "roc_auc", "average_precision", "mono", "poly",
+            "seconds"} <= set(table.columns)
 
     # An interrupted or repeated run reads back every row it measured: the same numbers and the same seconds.
     again = reproduce.run(reproduce.TINY, None)
