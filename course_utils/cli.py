@@ -23,8 +23,9 @@ def check() -> int:
     seconds = env.speed_test(device)
     print(f"Device\n  {env.describe_device(device)}")
     print(f"  speed test: {seconds:.2f} s for a MobileNetV2 forward pass on 32 images "
-          f"(reference 2-core laptop: {env.REFERENCE_SPEED_S:.2f} s)")
-    print(f"  the whole course should take about {env.estimate_minutes(seconds):.0f} minutes here")
+          f"(reference 2-core AMD EPYC: {env.REFERENCE_SPEED_S:.2f} s)")
+    print(f"  the course's cells should take about {env.estimate_minutes(seconds):.0f} minutes of computing here "
+          "(study time comes on top)")
     print("Assets")
     for name, asset in assets.ASSETS.items():
         try:

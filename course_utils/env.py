@@ -190,7 +190,8 @@ def slow_path_note(slug: str) -> str:
     if minutes < 2:
         return f"No GPU here; that is fine: this lesson takes about {minutes:g} min on a 2-core CPU."
     return (f"No GPU here: this lesson takes about {minutes:g} min on a 2-core CPU the first time "
-            f"(a re-run reuses its cache under data/). On Colab, Runtime > Change runtime type > GPU is faster.")
+            f"(a re-run reuses its cache under data/). On Colab, Runtime > Change runtime type > GPU adds one "
+            f"(the course has not timed the lessons there).")
 
 
 def speed_test(device: torch.device | None = None, repeats: int = 3) -> float:
@@ -212,5 +213,6 @@ def speed_test(device: torch.device | None = None, repeats: int = 3) -> float:
 
 
 def estimate_minutes(seconds: float) -> float:
-    """The whole course's expected minutes here, scaled from the reference machine by speed_test()."""
+    """The course's expected computing minutes here (the cells' running time, not study time), scaled from the
+    reference machine by speed_test()."""
     return REFERENCE_MINUTES * max(seconds / REFERENCE_SPEED_S, 0.1)

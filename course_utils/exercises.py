@@ -261,7 +261,7 @@ def lesson02_prediction() -> Thought:
     """The question of ``02_what_networks_learn.ipynb`` asked before the probe runs: predict, then look."""
     return Thought("q1", "The probe below answers it; here is how to reason before seeing it. The first layers detect "
                  "edges and colour contrasts, which any image has, but a stage that early, averaged over the whole "
-                 "cell, holds little about a thin crack. The last layer is the most tied to ImageNet's 1,000 "
+                 "cell, may hold little about a thin crack. The last layer is the most tied to ImageNet's 1,000 "
                  "classes (Yosinski et al. 2014), and grey electroluminescence cells look nothing like ImageNet's "
                  "photos. So a good bet is a middle-to-late block: general enough to describe lines, dark patches "
                  "and texture, specific enough to combine them. Compare with the figure: was the first stage the "
@@ -282,7 +282,7 @@ def lesson02(stages: list[str], probe: Any, pooled: dict, labels: Any) -> tuple[
     q2 = Question("q2", choice_checker("b", {
         "a": "The curve is almost flat after the second stage, and the deepest layer (`features`) is not the best: "
              "depth alone does not explain the scores.",
-        "c": "`features` has 1,280 numbers per cell and is no better than the best block with a tenth of that: "
+        "c": "`features` has 1,280 numbers per cell and is no better than the best block with an eighth of that (160): "
              "more features did not help here.",
         "d": "Not each stage's score: the random-weights control scores within about a point of the pretrained "
              "network at the first stage, so most of that stage's score comes from the architecture and the probe. "

@@ -30,7 +30,7 @@ class Lesson:
 LESSONS = [
     Lesson("00_start_here", "Start here", "what transfer learning is, the lesson map, a preflight check", 0.5, 15),
     Lesson("01_doctor_to_lawyer", "From doctor to lawyer: the analogy as an experiment",
-           "a fair transfer vs scratch comparison, data-efficiency curves over seeds", 3.0, 45),
+           "transfer vs scratch at equal steps (150), data-efficiency curves over seeds", 3.0, 45),
     Lesson("02_what_networks_learn", "What networks learn",
            "filters, feature maps, activation maximisation, a linear probe at every depth", 2.0, 45),
     Lesson("03_replacing_the_head", "Replacing the head",

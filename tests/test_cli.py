@@ -13,7 +13,7 @@ def test_check_reports_every_asset_verified():
     for name in ASSETS:
         assert f"ok      {name}" in proc.stdout
     assert "Python".lower() in proc.stdout.lower() and "torch" in proc.stdout
-    assert "the whole course should take about" in proc.stdout
+    assert "the course's cells should take about" in proc.stdout
     assert "All good" in proc.stdout
 
 
