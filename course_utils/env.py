@@ -98,6 +98,26 @@ def release_freed_memory() -> None:
         pass
 
 
+def trim_after_each_cell() -> None:
+    """In a notebook, hand freed memory back after every cell (``release_freed_memory``), so one cell's
+    leftovers never add to the next cell's peak: a kernel on Binder is killed at 2 GB. Idempotent."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:  # a script, not a notebook
+        return
+    callbacks = shell.events.callbacks["post_run_cell"]
+    if not any(getattr(c, "__name__", "") == "_release_after_cell" for c in callbacks):
+        shell.events.register("post_run_cell", _release_after_cell)
+
+
+def _release_after_cell(result: object = None) -> None:
+    """IPython's post_run_cell hook: ``release_freed_memory`` after the cell."""
+    release_freed_memory()
+
+
 @contextmanager
 def memory_peak(device: torch.device | None = None, interval: float = 0.02) -> Iterator[dict[str, float]]:
     """The peak memory a block adds, in MB, in ``out["mb"]`` afterwards: on a CUDA ``device`` the GPU's (what
@@ -173,6 +193,7 @@ def setup(seed: int = 0, lesson: str | None = None, quiet: bool = False) -> torc
     # Per-file bars (loading weights, mapping a dataset) are noise in a lesson; training bars stay.
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    trim_after_each_cell()
     device = get_device()
     if not quiet:
         v = versions()

@@ -17,7 +17,7 @@ from torchvision.transforms import v2
 from tqdm.auto import tqdm
 
 from course_utils.assets import shown, writable
-from course_utils.env import model_device
+from course_utils.env import model_device, release_freed_memory
 from course_utils.errors import NotWritableError, SettingError
 from course_utils.vision import dihedral, to_input
 
@@ -199,6 +199,7 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
         raise
     finally:
         bar.close()
+        release_freed_memory()  # training's activations go back to the system: the next cell starts from what is used
     if best["state"] is not None:
         model.load_state_dict(best["state"])
     return history

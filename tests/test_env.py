@@ -109,3 +109,19 @@ def test_course_estimate_is_the_lesson_maps_total():
     total = sum(lesson.cpu_minutes for lesson in LESSONS)
     assert abs(env.estimate_minutes(env.REFERENCE_SPEED_S) - total) < 1e-9
     assert abs(env.estimate_minutes(2 * env.REFERENCE_SPEED_S) - 2 * total) < 1e-9
+
+
+def test_a_notebook_hands_freed_memory_back_after_every_cell():
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from course_utils import env
+
+    shell = InteractiveShell.instance()
+    try:
+        env.trim_after_each_cell()
+        env.trim_after_each_cell()  # a second setup() in the same kernel registers nothing more
+        hooks = [c for c in shell.events.callbacks["post_run_cell"] if c is env._release_after_cell]
+        assert len(hooks) == 1
+        shell.run_cell("x = 1")  # the hook runs after a cell without error
+    finally:
+        InteractiveShell.clear_instance()
