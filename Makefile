@@ -12,16 +12,32 @@ PY := .venv/bin/python
 endif
 STAMP := .venv/.installed-$(notdir $(PY))
 
-.PHONY: lab test test-gpu install execute bench check fetch student chromium clean-cache reproduce reproduce-paper site hub gl
+.PHONY: lab test test-gpu install lock try-latest execute bench check fetch student chromium clean-cache reproduce reproduce-paper site hub gl
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml course_utils/assets.py
+# Every install takes the exact versions CI tested from constraints.txt (written by `make lock`).
+$(STAMP): pyproject.toml course_utils/assets.py constraints.txt
 	@if [ "$(PY)" = ".venv/bin/python" ] && [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[test,classroom]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,classroom]"
 	$(PY) -m course_utils install-assets
 	@mkdir -p .venv && touch $@
+
+# After `make test` passes in an environment: pin its exact versions for every install (constraints.txt, and
+# constraints-colab.txt without the torch stack, for Colab's setup cell). Commit both.
+lock: $(STAMP)
+	$(PY) -m course_utils lock
+
+# The newest versions the ranges in pyproject.toml allow, in a separate .venv-latest: install them, say which differ
+# from the lock, run the unit tests (then `make test PY=.venv-latest/bin/python` for the lessons, and `make lock`).
+try-latest:
+	python3 -m venv .venv-latest
+	.venv-latest/bin/python -m pip install --quiet --upgrade pip
+	.venv-latest/bin/python -m pip install --quiet --upgrade -e ".[test,classroom]"
+	.venv-latest/bin/python -m course_utils install-assets
+	.venv-latest/bin/python -m course_utils lock --diff
+	.venv-latest/bin/python -m pytest -p no:cacheprovider -q tests
 
 # Jupyter refuses to run as root (containers, CI) unless told it is intended.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)

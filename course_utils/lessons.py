@@ -80,12 +80,13 @@ def nav_markdown(slug: str, folder: str = "notebooks") -> str:
 def setup_code(slug: str) -> str:
     """The setup cell, the same in every lesson: install where the package is missing, then setup()."""
     return f"""# Setup, the same in every lesson. Where course_utils is missing (Colab, a notebook opened on its
-# own), clone the course and install it with its offline assets first: about 2 minutes, once.
+# own), clone the course and install it, at the versions CI tested, with its offline assets: about 2 minutes, once.
 import importlib.util, subprocess, sys
 if importlib.util.find_spec("course_utils") is None:
-    subprocess.run("git clone -q --depth 1 https://github.com/{REPO_SLUG} course-repo && "
-                   "pip install -q -e course-repo && python -m course_utils install-assets",
-                   shell=True, check=True)
+    python = f'"{{sys.executable}}"'  # this kernel's own Python: the shell's `pip` may belong to another
+    subprocess.run(f"git clone -q --depth 1 https://github.com/{REPO_SLUG} course-repo && "
+                   f"{{python}} -m pip install -q -c course-repo/constraints-colab.txt -e course-repo && "
+                   f"{{python}} -m course_utils install-assets", shell=True, check=True)
     sys.path.insert(0, "course-repo")
 from course_utils import setup
 device = setup(seed=0, lesson="{slug}")"""

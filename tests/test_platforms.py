@@ -42,7 +42,9 @@ def test_setup_cell_installs_the_course_where_it_is_missing(monkeypatch, capsys)
     exec(generated_cells(LESSONS[0].slug)["setup"], namespace)
     (cmd, kw), = calls
     assert f"git clone -q --depth 1 https://github.com/{REPO_SLUG} course-repo" in cmd
-    assert "pip install -q -e course-repo" in cmd and "python -m course_utils install-assets" in cmd
+    python = f'"{sys.executable}"'  # the kernel's own Python, not whichever pip is first on PATH
+    assert f"{python} -m pip install -q -c course-repo/constraints-colab.txt -e course-repo" in cmd
+    assert f"{python} -m course_utils install-assets" in cmd
     assert kw["check"] and sys.path[0] == "course-repo"
     assert str(namespace["device"]) in ("cpu", "cuda", "mps")
 
