@@ -42,8 +42,9 @@ try-latest:
 # Jupyter refuses to run as root (containers, CI) unless told it is intended.
 ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
 
+# jupyter/learner/ turns off what self-study does not use: nbgrader's menus (installed for instructors) and the news.
 lab: $(STAMP) gl
-	$(PY) -m jupyter lab $(ALLOW_ROOT) notebooks/00_start_here.ipynb
+	JUPYTER_CONFIG_PATH=$(CURDIR)/jupyter/learner $(PY) -m jupyter lab $(ALLOW_ROOT) notebooks/00_start_here.ipynb
 
 # The lessons run first (strict nbval), so the student-copy and browser tests find warm caches.
 test: $(STAMP) chromium hub gl
