@@ -81,12 +81,12 @@ execute: $(STAMP)
 student: $(STAMP)
 	$(PY) -m course_utils student
 
-# Lesson 04's comparisons at full budget (about half an hour on 2 CPU cores); writes notebooks/reproduced/.
+# Lesson 04's comparisons at full budget (about half an hour on 2 CPU cores); writes course_utils/reproduced/.
 reproduce: $(STAMP)
 	$(PY) -m course_utils reproduce 04
 
 # Deitsch et al.'s recipe and its ablations, one committed row per finished run (5 to 46 min a run on 2 CPU cores, measured;
-# run it again to go on where it stopped): notebooks/reproduced/04_paper_recipe.jsonl
+# run it again to go on where it stopped): course_utils/reproduced/04_paper_recipe.jsonl
 reproduce-paper: $(STAMP)
 	$(PY) -m course_utils reproduce paper --commit
 

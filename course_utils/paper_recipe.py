@@ -7,7 +7,7 @@ test-time averaging; the last epoch kept, so nothing is chosen on these runs' te
 recipe on three 75/25 draws first, then the controlled comparison (full fine-tuning and the top blocks trained the
 recipe's way), then the ablations that say which ingredient moved the result.
 
-Every finished run is appended as one JSON line to ``notebooks/reproduced/04_paper_recipe.jsonl`` (with ``--commit``
+Every finished run is appended as one JSON line to ``course_utils/reproduced/04_paper_recipe.jsonl`` (with ``--commit``
 it is also committed at once), and a run already in that file is never run again: the hours it takes finish over
 several sessions, even from a fresh clone. Within a session, an interrupted run resumes from its last epoch.
 """
@@ -41,7 +41,7 @@ from course_utils.vision import DIHEDRAL, dihedral, load_elpv, paper_split, resi
 if TYPE_CHECKING:
     import pandas
 
-TABLE = REPO_ROOT / "notebooks" / "reproduced" / "04_paper_recipe.jsonl"
+TABLE = Path(__file__).parent / "reproduced" / "04_paper_recipe.jsonl"  # package data: Colab and a wheel have it
 PAPER_ACCURACY = 0.8842  # Deitsch et al. 2019, fine-tuned VGG-19
 
 

@@ -3,7 +3,7 @@
 Every strategy of the lesson over 3 seeds with a schedule long enough to converge, the levers that move the top
 blocks (cached augmented views, test-time augmentation, input size, where the frozen part ends, a seed ensemble),
 and the top blocks on several random 75/25 splits. Each row is cached in ``data/reproduce/`` as soon as it is
-measured, so an interrupted run continues where it stopped. The table goes to ``notebooks/reproduced/`` with the
+measured, so an interrupted run continues where it stopped. The table goes to ``course_utils/reproduced/`` (package data) with the
 date, machine, device, versions and wall time; lesson 04 shows it beside its own, smaller live run.
 """
 
@@ -40,7 +40,7 @@ ENSEMBLES = 3  # seed ensembles per input size, each over as many seeds as the b
 if TYPE_CHECKING:
     import pandas
 
-OUT = REPO_ROOT / "notebooks" / "reproduced" / "04_fine_tuning_images.json"
+OUT = Path(__file__).parent / "reproduced" / "04_fine_tuning_images.json"  # package data: Colab and a wheel have it
 
 
 @dataclass(frozen=True)
