@@ -34,3 +34,4 @@ def test_every_install_path_reads_the_lock():
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert 'pip install --quiet -c constraints.txt -e ".[test,classroom]"' in makefile  # make lab, make test
     assert "$(STAMP): pyproject.toml course_utils/assets.py constraints.txt" in makefile  # a new lock reinstalls
+    assert "pip install -q -c constraints-colab.txt -e ." in (REPO_ROOT / "postBuild").read_text()  # Binder
