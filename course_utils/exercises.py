@@ -286,7 +286,7 @@ def lesson02(stages: list[str], probe: Any, pooled: dict, labels: Any) -> tuple[
              "more features did not help here.",
         "d": "Not each stage's score: the random-weights control scores within about a point of the pretrained "
              "network at the first stage, so most of that stage's score comes from the architecture and the probe. "
-             "What pretraining explains is the gap between the two curves, which grows with depth.",
+             "What pretraining explains is the gap between the two curves, which broadly grows with depth (not at every stage).",
     }), "Look at how many numbers per cell each stage gives the probe, and what else changes between stages.",
         'answer = "b"  # 16 channels at features.1, 1,280 at the end: width and depth change together')
     stage_hint = f"the best stage, {best}"
