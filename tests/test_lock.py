@@ -34,4 +34,12 @@ def test_every_install_path_reads_the_lock():
     makefile = (REPO_ROOT / "Makefile").read_text()
     assert 'pip install --quiet -c constraints.txt -e ".[test,classroom,reproduce]"' in makefile  # make lab, make test
     assert "$(STAMP): pyproject.toml course_utils/assets.py constraints.txt" in makefile  # a new lock reinstalls
-    assert "pip install -q -c constraints-colab.txt -e ." in (REPO_ROOT / "postBuild").read_text()  # Binder
+    assert "course_utils lock --mismatched constraints-colab.txt" in (REPO_ROOT / "postBuild").read_text()  # Binder
+
+
+def test_binder_moves_only_what_is_installed_at_another_version(tmp_path):
+    from course_utils.authoring.lock import mismatched
+
+    lock = tmp_path / "lock.txt"
+    lock.write_text(f"# a lock\nnumpy==0.0.1\nnot-a-real-distribution==1.0\ntorch=={version('torch')}\n")
+    assert mismatched(lock) == ["numpy==0.0.1"]  # installed at another version; absent and matching ones stay out

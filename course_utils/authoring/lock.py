@@ -59,3 +59,11 @@ def diff_lock() -> list[str]:
     here = {normalise(line.split("==")[0]): line.split("==")[1] for line in frozen()}
     return [f"{name}: {locked.get(name, 'not locked')} -> {version}" for name, version in sorted(here.items())
             if locked.get(name) != version]
+
+
+def mismatched(path: Path) -> list[str]:
+    """``name==version`` from the lock at ``path`` for each distribution installed here at another version (Binder's
+    postBuild moves what conda-forge resolved differently to the locked version; what is not installed stays out)."""
+    locked = pins(path)
+    here = {normalise(line.split("==")[0]): line.split("==")[1] for line in frozen()}
+    return [f"{name}=={locked[name]}" for name in sorted(here) if name in locked and here[name] != locked[name]]
