@@ -108,8 +108,7 @@ def trim_after_each_cell() -> None:
     shell = get_ipython()
     if shell is None:  # a script, not a notebook
         return
-    callbacks = shell.events.callbacks["post_run_cell"]
-    if not any(getattr(c, "__name__", "") == "_release_after_cell" for c in callbacks):
+    if _release_after_cell not in shell.events.callbacks["post_run_cell"]:
         shell.events.register("post_run_cell", _release_after_cell)
 
 

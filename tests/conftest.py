@@ -41,3 +41,12 @@ def browser():
             "--disable-background-networking", "--disable-component-update", "--disable-sync"])
         yield chromium
         chromium.close()
+
+
+def free_port() -> int:
+    """A TCP port on loopback that nothing listens on now (for a test's own server)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -10,14 +10,13 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 
 import pytest
-from conftest import CHROMIUM, REPO
+from conftest import CHROMIUM, REPO, free_port
 
 from course_utils.lessons import LESSONS
 
@@ -27,12 +26,6 @@ LAB_SETTINGS = {  # per-plugin user settings for the test's private JupyterLab
     "@jupyterlab/docmanager-extension/plugin.jupyterlab-settings": {"autosave": False},
     "@jupyterlab/apputils-extension/notification.jupyterlab-settings": {"fetchNews": "false"},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,15 +12,9 @@ import urllib.error
 import urllib.request
 
 import pytest
-from conftest import REPO
+from conftest import REPO, free_port
 
 LEARNER = REPO / "jupyter" / "learner"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def lab_answers(tmp_path, learner: bool) -> tuple[int, dict]:

@@ -28,6 +28,11 @@ def frozen() -> list[str]:
                   key=str.lower)
 
 
+def installed() -> dict[str, str]:
+    """{normalised name: version} of every distribution installed here (as ``frozen``)."""
+    return {normalise(name): version for name, version in (line.split("==") for line in frozen())}
+
+
 def pins(path: Path) -> dict[str, str]:
     """The lock file at ``path`` as {normalised name: version}."""
     lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
@@ -56,14 +61,12 @@ def write_lock() -> list[Path]:
 def diff_lock() -> list[str]:
     """Lines saying which installed versions differ from constraints.txt (``make try-latest``); empty when none."""
     locked = pins(LOCK)
-    here = {normalise(line.split("==")[0]): line.split("==")[1] for line in frozen()}
-    return [f"{name}: {locked.get(name, 'not locked')} -> {version}" for name, version in sorted(here.items())
+    return [f"{name}: {locked.get(name, 'not locked')} -> {version}" for name, version in sorted(installed().items())
             if locked.get(name) != version]
 
 
 def mismatched(path: Path) -> list[str]:
     """``name==version`` from the lock at ``path`` for each distribution installed here at another version (Binder's
     postBuild moves what conda-forge resolved differently to the locked version; what is not installed stays out)."""
-    locked = pins(path)
-    here = {normalise(line.split("==")[0]): line.split("==")[1] for line in frozen()}
+    locked, here = pins(path), installed()
     return [f"{name}=={locked[name]}" for name in sorted(here) if name in locked and here[name] != locked[name]]
