@@ -80,7 +80,7 @@ def nav_markdown(slug: str, folder: str = "notebooks") -> str:
 def setup_code(slug: str) -> str:
     """The setup cell, the same in every lesson: install where the package is missing, then setup()."""
     return f"""# Setup, the same in every lesson. Where course_utils is missing (Colab, a notebook opened on its
-# own), clone the course and install it, at the versions CI tested, with its offline assets: about 2 minutes, once.
+# own), clone the course and install it, at the versions CI tested, with its offline assets, once.
 import importlib.util, subprocess, sys
 if importlib.util.find_spec("course_utils") is None:
     python = f'"{{sys.executable}}"'  # this kernel's own Python: the shell's `pip` may belong to another

@@ -187,3 +187,15 @@ def test_lesson02_naive_activation_maximisation_matches_the_package():
     mine = taught(model, "features.3", [0, 5], size=64, steps=4)
     assert mine.shape == (2, 64, 64, 3)
     assert np.array_equal(mine, activation_maximisation(model, "features.3", [0, 5], robust=False, size=64, steps=4))
+
+
+def test_lesson04_grad_cam_matches_the_package():
+    from course_utils.features import gradcam
+
+    taught = notebook_function("04_fine_tuning_images.ipynb", "grad_cam")["grad_cam"]
+    torch.manual_seed(0)
+    model = load_mobilenet_v2(num_classes=2).eval()
+    inputs = torch.rand(2, 3, 64, 64)
+    written = taught(model, model.features[-1], inputs, target=1)
+    assert written.shape == (2, 64, 64) and written.max() == pytest.approx(1.0)
+    assert np.allclose(written, gradcam(model, model.features[-1], inputs, target=1), atol=1e-6)
