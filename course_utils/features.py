@@ -82,7 +82,10 @@ def cached_features(model: nn.Module, images: np.ndarray, size: int, nodes: list
     keys = {n: cache_key(weights, images_fingerprint(images), size, n) for n in nodes}
     missing = [n for n in nodes if not cache_path(folder, "pooled", keys[n]).is_file()]
     fresh = pooled_features(model, images, size, missing) if missing else {}  # one pass for all missing nodes
-    return {n: cached_array(folder, "pooled", keys[n], lambda n=n: fresh[n]) for n in nodes}
+    # An entry found damaged on reading is recomputed on its own (it was not missing, so not in fresh).
+    return {n: cached_array(folder, "pooled", keys[n],
+                            lambda n=n: fresh[n] if n in fresh else pooled_features(model, images, size, [n])[n])
+            for n in nodes}
 
 
 @torch.no_grad()

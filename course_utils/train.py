@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -236,7 +238,7 @@ def _save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, schedu
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "history": history,
              "best_score": best["score"], "best_state": best["state"], "rng": _rng_state(loader),
              "scheduler": scheduler.state_dict() if scheduler is not None else None}
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")  # two runs never share it
     torch.save(state, tmp)
     tmp.replace(path)
 

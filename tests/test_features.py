@@ -11,6 +11,16 @@ from course_utils.models import load_mobilenet_v2
 IMAGES = np.random.default_rng(0).integers(0, 255, (5, 48, 48), dtype=np.uint8)
 
 
+def test_a_damaged_features_entry_is_recomputed(isolated_data, capsys):
+    model = load_mobilenet_v2()
+    first = cached_features(model, IMAGES, 64, ["features.3", "features"])
+    entry = next(p for p in (isolated_data / "features").glob("*.npy") if p.stat().st_size < 5 * 1280 * 4)
+    entry.write_bytes(entry.read_bytes()[:-8] + bytes(8))  # same size, damaged content
+    again = cached_features(model, IMAGES, 64, ["features.3", "features"])
+    assert all(np.allclose(again[n], first[n]) for n in first)
+    assert "damaged" in capsys.readouterr().err
+
+
 def test_pooled_features_shapes():
     model = load_mobilenet_v2()
     out = pooled_features(model, IMAGES, 64, ["features.3", "features"], batch_size=2)
@@ -20,17 +30,17 @@ def test_pooled_features_shapes():
 def test_cache_reuses_and_invalidates(isolated_data):
     model = load_mobilenet_v2()
     first = cached_features(model, IMAGES, 64)["features"]
-    files = sorted((isolated_data / "features").iterdir())
+    files = sorted((isolated_data / "features").glob("*.npy"))
     assert len(files) == 1
     model.classifier[-1] = nn.Linear(1280, 2)  # a new head: same body, same key
     assert np.array_equal(cached_features(model, IMAGES, 64)["features"], first)
-    assert sorted((isolated_data / "features").iterdir()) == files
+    assert sorted((isolated_data / "features").glob("*.npy")) == files
     with torch.no_grad():
         model.features[0][0].weight[0, 0, 0, 0] += 1.0  # a changed body: new key
     changed = cached_features(model, IMAGES, 64)["features"]
     cached_features(model, IMAGES[::-1].copy(), 64)  # changed data: new key
     cached_features(model, IMAGES, 96)  # changed size: new key
-    assert len(list((isolated_data / "features").iterdir())) == 4
+    assert len(list((isolated_data / "features").glob("*.npy"))) == 4
     assert not np.array_equal(changed, first)
 
 
