@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from sklearn.model_selection import train_test_split
 
 from course_utils import assets
 from course_utils.assets import ASSETS, asset_path, shown
 from course_utils.data import cache_key, cached_array
-from course_utils.errors import ImageInputError
+from course_utils.errors import ImageInputError, SettingError
 from course_utils.models import IMAGENET_MEAN, IMAGENET_STD
 
 ELPV_CLASSES = ["functional", "defective"]
@@ -23,7 +23,8 @@ ELPV_SIZE = 2624
 PAPER_TEST_SIZE = 656  # Deitsch et al. 2019: 25% of the 2,624 cells, stratified
 MIN_SIDE = 32  # pixels: a smaller image carries too little to classify, and upscaling it invents nothing
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
-GREY_TOLERANCE = 12  # a colour file whose channels differ by at most this much is a grey image (JPEG noise)
+GREY_TOLERANCE = 12  # a colour file whose channels differ by at most this much shows no colour (JPEG noise)
+STORED_GREY = {"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}  # Pillow modes of grey files
 
 
 @dataclass
@@ -183,12 +184,32 @@ def is_junk(path: Path) -> bool:
     return path.name.startswith(".") or assets.is_junk(path)
 
 
+def class_files(folder: Path) -> list[Path]:
+    """Every file under a class folder, its sub-folders included, in a fixed order; junk and hidden folders left out."""
+    files = [p for p in folder.rglob("*") if p.is_file() and not _skipped(p.relative_to(folder))]
+    return sorted(files, key=lambda p: p.relative_to(folder).parts)
+
+
+def _skipped(relative: Path) -> bool:
+    """A file a folder's reader passes over: junk (``is_junk``), or inside a hidden folder such as .thumbnails/."""
+    return is_junk(relative) or any(part.startswith(".") for part in relative.parts[:-1])
+
+
+def is_image_file(path: Path) -> bool:
+    """Whether the file's name ends like an image the course reads (IMAGE_SUFFIXES)."""
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
 def check_folder(root: str | Path) -> list[str]:
     """The class names of an image folder (one sub-folder per class), or ImageInputError saying what is wrong.
 
     Introduced in ``03_replacing_the_head.ipynb``.
     """
-    root = Path(root).expanduser()
+    return list(_class_folders(Path(root).expanduser()))
+
+
+def _class_folders(root: Path) -> dict[str, list[Path]]:
+    """Each class name with its files (sub-folders included), after checking the folder's layout."""
     if not root.is_dir():
         parent = root.parent if root.parent.is_dir() else None
         near = difflib.get_close_matches(root.name, [p.name for p in parent.iterdir()], n=1) if parent else []
@@ -198,55 +219,99 @@ def check_folder(root: str | Path) -> list[str]:
     if len(classes) < 2:
         raise ImageInputError(f"{shown(root)} needs one sub-folder per class (at least two), found {len(classes)}: "
                               "put each class's images in its own folder, e.g. good/ and bad/.")
+    files = {name: class_files(root / name) for name in classes}
     for name in classes:
-        if not any(p.suffix.lower() in IMAGE_SUFFIXES for p in (root / name).iterdir()):
-            raise ImageInputError(f"Class folder {shown(root / name)} has no images "
-                                  f"({', '.join(sorted(IMAGE_SUFFIXES))}): add some, or remove the folder.")
-    others = sorted(p.relative_to(root).as_posix() for name in classes for p in (root / name).iterdir()
-                    if p.is_file() and not is_junk(p) and p.suffix.lower() not in IMAGE_SUFFIXES)
+        if not any(is_image_file(p) for p in files[name]):
+            _no_images(root / name)
+    others = sorted(p.relative_to(root).as_posix() for name in classes for p in files[name] if not is_image_file(p))
     if others:
         listed = ", ".join(others[:5]) + (f" and {len(others) - 5} more" if len(others) > 5 else "")
         raise ImageInputError(f"{len(others)} file(s) in {shown(root)} are not images: {listed}. "
                               "Move them out of the class folders.")
-    return classes
+    return files
+
+
+def _no_images(folder: Path) -> None:
+    """Raise the one line for a class folder without images: images only in hidden folders are named, not deleted."""
+    tucked = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                    if is_image_file(p) and p.is_file() and not is_junk(p))
+    if tucked:
+        raise ImageInputError(f"Class folder {shown(folder)} has images only in hidden folders, which are skipped "
+                              f"(e.g. {tucked[0]}): move them out of the hidden folder.")
+    raise ImageInputError(f"Class folder {shown(folder)} has no images "
+                          f"({', '.join(sorted(IMAGE_SUFFIXES))}): add some, or remove the folder.")
 
 
 def folder_files(root: str | Path) -> tuple[list[Path], np.ndarray, list[str]]:
-    """The image files of a folder (one sub-folder per class), their labels and the class names, in the order
-    ``load_folder`` loads them; a file manager's junk is skipped, other non-image files are refused by name."""
-    root = Path(root).expanduser()
-    classes = check_folder(root)
-    paths, labels = [], []
-    for label, name in enumerate(classes):
-        for path in sorted((root / name).iterdir()):
-            if path.is_file() and not is_junk(path):
-                paths.append(path)
-                labels.append(label)
-    return paths, np.array(labels), classes
+    """The image files of a folder (one sub-folder per class, images in its sub-folders too), their labels and the
+    class names, in the order ``load_folder`` loads them; a file manager's junk is skipped, other files refused."""
+    files = _class_folders(Path(root).expanduser())
+    paths = [path for name in files for path in files[name]]
+    labels = [label for label, name in enumerate(files) for _ in files[name]]
+    return paths, np.array(labels), list(files)
 
 
 def load_folder(root: str | Path, size: int = 300, channels: int | None = None
                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """A folder of images, one sub-folder per class -> uint8 images at ``size`` x ``size``, labels, class names.
 
-    ``channels``: 1 (grey, (N, H, W)), 3 (colour, (N, H, W, 3)), or None: colour if any image is in colour,
-    otherwise grey. Every image goes through ``read_image``, the same step a shipped model's ``predict`` uses.
+    Images in sub-folders of a class folder belong to that class. ``channels``: 1 (grey, (N, H, W)), 3 (colour,
+    (N, H, W, 3)), or None: colour if any image shows colour, otherwise grey. Every image goes through
+    ``read_image``, the same step a shipped model's ``predict`` uses. Prints a one-line summary.
     Introduced in ``03_replacing_the_head.ipynb``.
     """
+    root = Path(root).expanduser()
     paths, labels, classes = folder_files(root)
-    images = [read_image(path, size) for path in paths]
     if channels is None:
-        channels = 3 if any(image.ndim == 3 for image in images) else 1
-    return np.stack([with_channels(image, channels) for image in images]), labels, classes
+        channels = 3 if any(_file_shows_colour(path) for path in paths) else 1
+    images = np.stack([read_image(path, size, channels) for path in paths])
+    print(_summary(root, paths, labels, classes, images))
+    return images, labels, classes
+
+
+def _summary(root: Path, paths: list[Path], labels: np.ndarray, classes: list[str], images: np.ndarray) -> str:
+    """One line: how many images of each class, grey or colour, how many came from sub-folders, what was left out."""
+    counts = ", ".join(f"{name} {n}" for name, n in zip(classes, np.bincount(labels, minlength=len(classes))))
+    kind = "colour" if images.ndim == 4 else "grey"
+    line = f"{len(paths)} images from {shown(root)} ({counts}), {kind}, {images.shape[2]}x{images.shape[1]}"
+    nested = sum(len(p.relative_to(root).parts) > 2 for p in paths)
+    if nested:
+        line += f"; {nested} of them from sub-folders of the class folders"
+    loose = [p.name for p in sorted(root.iterdir()) if p.is_file() and is_image_file(p) and not is_junk(p)]
+    if loose:
+        line += (f"; left out {len(loose)} image(s) outside the class folders ({', '.join(loose[:3])}"
+                 f"{', ...' if len(loose) > 3 else ''}): move them into one to use them")
+    return line + "."
 
 
 def with_channels(image: np.ndarray, channels: int) -> np.ndarray:
     """A uint8 image as grey (H, W) for ``channels=1`` or colour (H, W, 3) for ``channels=3``."""
+    if channels not in (1, 3):
+        raise SettingError(f"channels is {channels!r}; it must be 1 (grey) or 3 (colour).")
     if channels == 1 and image.ndim == 3:
         return np.asarray(Image.fromarray(image).convert("L"))  # Pillow's luma: 0.299 R + 0.587 G + 0.114 B
     if channels == 3 and image.ndim == 2:
         return np.repeat(image[..., None], 3, axis=-1)
     return image
+
+
+def shows_colour(image: np.ndarray) -> bool:
+    """Whether a uint8 image shows colour: (H, W, 3) with channels apart by more than GREY_TOLERANCE somewhere."""
+    if image.ndim != 3:
+        return False
+    spread = image.max(axis=-1).astype(np.int16) - image.min(axis=-1)
+    return bool(spread.max() > GREY_TOLERANCE)
+
+
+def _file_shows_colour(path: Path) -> bool:
+    """Whether an image file shows colour; a file stored in grey is not decoded to know."""
+    try:
+        with Image.open(path) as img:
+            if img.mode in STORED_GREY:
+                return False
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError):
+        pass  # read_image, below, names the problem in one line
+    return shows_colour(read_image(path))
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
@@ -260,20 +325,33 @@ def resize_image(image: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(image).resize((size, size), Image.BILINEAR))
 
 
-def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
-    """One image file -> uint8 pixels: grey (H, W) or colour (H, W, 3), resized to ``size`` x ``size`` if given.
+def read_image(path: str | Path, size: int | None = None, channels: int | None = None) -> np.ndarray:
+    """One image file -> uint8 pixels as a viewer shows it, resized to ``size`` x ``size`` if given.
 
-    16-bit files are scaled to 8 bits; a colour file whose channels are equal is grey. Anything the course
-    cannot use (missing, damaged, too small, too large) raises ImageInputError naming the file.
+    ``channels``: 1 (grey (H, W), colour turned to luma), 3 (colour (H, W, 3), grey copied to three channels) or
+    None (as stored: grey files grey, others colour). Turned upright by the file's EXIF orientation; transparent
+    pixels over white; 16-bit files scaled to 8 bits. Anything the course cannot use (missing, damaged, too small,
+    too large) raises ImageInputError naming the file.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         raise ImageInputError(f"No image file at {shown(path)}. Check the path "
                               f"(a relative path starts from {shown(Path.cwd())}).")
+    image = _decode_file(path)
+    if min(image.shape[:2]) < MIN_SIDE:
+        raise ImageInputError(f"{shown(path)} is {image.shape[1]}x{image.shape[0]} pixels, below the "
+                              f"{MIN_SIDE}-pixel minimum: use a larger image, or remove it.")
+    image = with_channels(image, channels) if channels is not None else image
+    return resize_image(image, size) if size else image
+
+
+def _decode_file(path: Path) -> np.ndarray:
+    """An image file's pixels as a viewer shows them, or ImageInputError saying why the file cannot be read."""
     try:
         with Image.open(path) as img:
             img.load()  # decode now: a truncated file fails here, inside this try
-            image = _pixels(img)
+            ImageOps.exif_transpose(img, in_place=True)  # upright, as a viewer turns it
+            return _pixels(_on_white(img))
     except Image.DecompressionBombError:
         raise ImageInputError(f"{shown(path)} has more than {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels, "
                               "more than Pillow will open (a guard against decompression bombs): shrink it "
@@ -283,25 +361,27 @@ def read_image(path: str | Path, size: int | None = None) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as exc:
         raise ImageInputError(f"{shown(path)} is truncated or damaged ({str(exc)[:60]}): copy or export it "
                               "again.") from None
-    if min(image.shape[:2]) < MIN_SIDE:
-        raise ImageInputError(f"{shown(path)} is {image.shape[1]}x{image.shape[0]} pixels, below the "
-                              f"{MIN_SIDE}-pixel minimum: use a larger image, or remove it.")
-    return resize_image(image, size) if size else image
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    """Transparent pixels composited over white, as viewers show them (not the colour stored under them)."""
+    alpha = img.mode in ("RGBA", "RGBa", "LA", "La", "PA") or "transparency" in img.info  # tRNS: palette, grey, RGB
+    if not alpha or img.mode.startswith(("I", "F")):
+        return img
+    grey = img.mode in STORED_GREY
+    with_alpha = img.convert("LA" if grey else "RGBA")  # a transparent colour or palette entry becomes alpha
+    out = Image.new("L" if grey else "RGB", img.size, 255 if grey else (255, 255, 255))
+    out.paste(with_alpha.convert(out.mode), mask=with_alpha.getchannel("A"))
+    return out
 
 
 def _pixels(img: Image.Image) -> np.ndarray:
-    """A decoded Pillow image -> uint8 grey (H, W) or colour (H, W, 3)."""
+    """A decoded Pillow image -> uint8 grey (H, W) for a grey file, colour (H, W, 3) for any other."""
     if img.mode.startswith("I"):  # 16-bit (or 32-bit integer) grey: 0-65535 -> 0-255, not clipped to white
         return np.round(np.asarray(img, dtype=np.float32) / 257).clip(0, 255).astype(np.uint8)
-    if img.mode in ("1", "L", "LA", "F"):
+    if img.mode in STORED_GREY:
         return np.asarray(img.convert("L"))
-    return grey_if_grey(np.asarray(img.convert("RGB")))
-
-
-def grey_if_grey(rgb: np.ndarray) -> np.ndarray:
-    """A colour image (H, W, 3) as grey (H, W) when its channels are equal within GREY_TOLERANCE, else unchanged."""
-    spread = rgb.max(axis=-1).astype(np.int16) - rgb.min(axis=-1)
-    return with_channels(rgb, 1) if spread.max() <= GREY_TOLERANCE else rgb
+    return np.asarray(img.convert("RGB"))
 
 
 PHOTO_CLASSES = {"flower": "flower.jpg", "portrait": "grace_hopper.jpg", "temple": "china.jpg"}

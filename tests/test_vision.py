@@ -96,5 +96,6 @@ def test_read_image_keeps_the_size_unless_asked(tmp_path):
     from PIL import Image
 
     Image.fromarray(np.full((40, 50, 3), 200, np.uint8)).save(tmp_path / "colour.png")
-    assert read_image(tmp_path / "colour.png").shape == (40, 50)  # a grey picture saved in colour is grey
-    assert read_image(tmp_path / "colour.png", 16).shape == (16, 16)
+    assert read_image(tmp_path / "colour.png").shape == (40, 50, 3)  # as stored; channels= asks for grey or colour
+    assert read_image(tmp_path / "colour.png", 16).shape == (16, 16, 3)
+    assert read_image(tmp_path / "colour.png", 16, channels=1).shape == (16, 16)
