@@ -12,7 +12,8 @@ from datetime import date
 from pathlib import Path
 
 from course_utils import env
-from course_utils.lessons import LESSONS, NOTEBOOKS
+from course_utils.errors import SettingError
+from course_utils.lessons import LESSONS, NOTEBOOKS, check_notebook, check_output_file
 
 
 def run_notebook(path: Path) -> dict:
@@ -111,8 +112,22 @@ def measure(path: Path, data: Path, bf16: bool | None = None) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def check_inputs(out: Path, bf16: bool | None = None) -> None:
+    """Stop with one line unless ``out`` can be written, every lesson notebook reads and COURSE_BF16 means something."""
+    # Found after every lesson ran twice, any of these would cost an hour.
+    check_output_file(out, "the benchmark table")
+    for lesson in LESSONS:
+        check_notebook(NOTEBOOKS / f"{lesson.slug}.ipynb")
+    setting = os.environ.get("COURSE_BF16", "")
+    if bf16 is None and setting not in ("", "0", "1"):
+        raise SettingError(f"COURSE_BF16={setting!r} is not a setting: use 1 (bfloat16 on), 0 (off) or leave it unset "
+                           "(on for a GPU that has it).")
+
+
 def bench(json_path: Path | None = None, bf16: bool | None = None) -> dict:
     """Every lesson, cold cache then warm; print a table and write it as JSON; return it."""
+    out = Path(json_path or "bench.json")
+    check_inputs(out, bf16)
     if bf16 is not None:
         os.environ["COURSE_BF16"] = "1" if bf16 else "0"
     device = env.describe_device(env.get_device())
@@ -129,7 +144,6 @@ def bench(json_path: Path | None = None, bf16: bool | None = None) -> dict:
     result = {"date": date.today().isoformat(), "versions": env.versions(), "device": device,
               "cpu_count": os.cpu_count(), "lessons": rows, "total_seconds": total}
     print(f"{'whole course':<28} {total['cold'] / 60:6.1f} min cold   {total['warm'] / 60:6.1f} min warm")
-    out = json_path or Path("bench.json")
     out.write_text(json.dumps(result, indent=1))
     print(f"written: {out}")
     return result

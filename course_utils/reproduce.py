@@ -1,10 +1,11 @@
 """``python -m course_utils reproduce 04``: lesson 04's comparisons at a budget its cold run cannot afford.
 
-Every strategy of the lesson over 3 seeds with a schedule long enough to converge, the levers that move the top
+Every strategy of the lesson over 3 seeds with a longer schedule (8 epochs; scratch also 30 with its best
+validation epoch, which may still not be its best), the levers that move the top
 blocks (cached augmented views, test-time augmentation, input size, where the frozen part ends, a seed ensemble),
 and the top blocks on several random 75/25 splits. Each row is cached in ``data/reproduce/`` as soon as it is
 measured, so an interrupted run continues where it stopped. The table goes to ``course_utils/reproduced/`` (package data) with the
-date, machine, device, versions and wall time; lesson 04 shows it beside its own, smaller live run.
+date, machine, device, versions and wall time; lesson 04 shows it after its own, smaller live run.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from course_utils import env
 from course_utils.assets import REPO_ROOT
 from course_utils.data import cached
 from course_utils.features import cached_activations, cached_features
+from course_utils.lessons import check_output_file
 from course_utils.models import freeze, freeze_batchnorm, load_efficientnet_lite0, load_mobilenet_v2, top_blocks
 from course_utils.train import (class_weights, discriminative_param_groups, feature_loader, fit, image_loader,
                                 layer_groups, predict_proba, scores)
@@ -188,6 +190,8 @@ def _row(table: str, name: str, seed: int, result: dict, labels: np.ndarray, cel
 
 def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
     """Measure every row (reusing rows already measured with the same code and settings) and write the table."""
+    if out is not None:  # found after half an hour of training, an unwritable table would lose it
+        check_output_file(out, "the reproduced table")
     started = time.perf_counter()
     cells = load_elpv()
     lesson = elpv_splits(cells.labels, n_train=800, n_val=200, seed=0)

@@ -9,10 +9,13 @@ about ten times cheaper (about 4 ms instead of 85 ms on 2 cores).
 from __future__ import annotations
 
 import colorsys
+import ctypes
 import hashlib
 import importlib.util
 import os
 import sys
+import traceback
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -26,12 +29,57 @@ R_MIN, R_MAX = 0.10, 0.30  # where the cube is placed: an annulus in front of th
 ANGLE_MIN, ANGLE_MAX = np.deg2rad(15), np.deg2rad(165)  # ... between these angles
 GL_FIX = ("Fix: on Debian/Ubuntu `sudo apt-get install libegl1 libgl1-mesa-dri` (`make gl` does it); "
           "on a Mac or Windows unset MUJOCO_GL.")
+# What MUJOCO_GL may name on each system, and how to get a backend it names that is missing.
+GL_BACKENDS = {"linux": "egl (the default), glfw or osmesa", "darwin": "glfw or cgl", "win32": "glfw or wgl"}
+GL_INSTALL = {"osmesa": ("OSMesa", "install it (`sudo apt-get install libosmesa6`)"),
+              "glfw": ("GLFW", "give it a display (a desktop session, or `xvfb-run`)"),
+              "glx": ("GLX", "give it a display (a desktop session, or `xvfb-run`)")}
+# What MuJoCo's OpenGL bindings raise when a backend cannot load or start; anything else keeps its own error.
+GL_ERRORS = (ImportError, OSError, RuntimeError, AttributeError, ctypes.ArgumentError)
+# The named parts of the scene that the lesson's code uses, and the model's count of each kind.
+SCENE_NAMES = {"camera": ("ncam", ["cam"]), "light": ("nlight", ["key"]),
+               "material": ("nmat", ["object", "table", "arm"]), "body": ("nbody", ["target"])}
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception's whole message on one line (MuJoCo puts the line number of an XML error on the second)."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip()) or type(exc).__name__
+
+
+def _from_opengl(exc: BaseException) -> bool:
+    """True when an error came from MuJoCo's OpenGL bindings, not (say) a broken numpy under MuJoCo."""
+    text = str(exc).lower()
+    if any(word in text for word in ("mujoco_gl", "opengl", "egl", "osmesa", "glfw", "libgl", "display")):
+        return True
+    files = [Path(frame.filename) for frame in traceback.extract_tb(exc.__traceback__)]
+    return any({"OpenGL", "egl", "osmesa", "glfw", "cgl"} & set(f.parts) or f.name == "gl_context.py" for f in files)
+
+
+def _gl_error(message: str) -> SimError:
+    """The one line for an OpenGL that could not start, with the fix for its cause (MUJOCO_GL's value, a backend)."""
+    chosen = os.environ.get("MUJOCO_GL", "")
+    if "invalid value" in message.lower() and "mujoco_gl" in message.lower():
+        valid = next((v for k, v in GL_BACKENDS.items() if sys.platform.startswith(k)), "glfw")
+        return SimError(f"MUJOCO_GL={chosen} is invalid: the valid values are {valid}. Fix: unset MUJOCO_GL "
+                        "or set it to one of those.")
+    platform = os.environ.get("PYOPENGL_PLATFORM", "")
+    if platform and chosen.lower() in ("", "egl", "osmesa") and platform.lower() != (chosen.lower() or "egl"):
+        return SimError(f"PYOPENGL_PLATFORM={platform} contradicts MUJOCO_GL={chosen or 'unset'} ({message}). Fix: "
+                        "unset PYOPENGL_PLATFORM (MuJoCo sets it to match MUJOCO_GL).")
+    if chosen.lower() in ("", "egl"):  # the course's default on Linux: EGL's libraries are missing
+        return SimError(f"No OpenGL to render with (MUJOCO_GL={chosen or 'unset'}: {message}). " + GL_FIX)
+    if chosen.lower() not in GL_INSTALL:  # a value MuJoCo accepts, such as "disable", that renders nothing
+        return SimError(f"MUJOCO_GL={chosen} leaves MuJoCo no OpenGL to render with ({message}). Fix: unset "
+                        "MUJOCO_GL (EGL is the course's default).")
+    name, install = GL_INSTALL[chosen.lower()]
+    return SimError(f"MUJOCO_GL={chosen} asks for {name}, which could not start ({message}). Fix: unset MUJOCO_GL "
+                    f"(EGL is the course's default) or {install}.")
 
 
 def mujoco_module():
     """Import MuJoCo, rendering through EGL on Linux unless MUJOCO_GL says otherwise."""
-    if sys.platform.startswith("linux"):
-        os.environ.setdefault("MUJOCO_GL", "egl")  # offscreen, no display needed (Colab and Binder too)
+    if sys.platform.startswith("linux") and not os.environ.get("MUJOCO_GL"):
+        os.environ["MUJOCO_GL"] = "egl"  # offscreen, no display needed (Colab and Binder too); empty counts as unset
     if importlib.util.find_spec("triton") is not None:
         # Triton (torch's compiler, which torchvision imports) and Mesa's software OpenGL each carry their own LLVM:
         # importing Triton after an OpenGL context exists crashed the process. Imported first, both work.
@@ -42,41 +90,61 @@ def mujoco_module():
         if exc.name == "mujoco":
             raise SimError("MuJoCo is not installed: `pip install mujoco` (or `make install`).") from None
         raise
-    except (ImportError, OSError, RuntimeError, AttributeError) as exc:  # its OpenGL binding fails while loading
-        message = (str(exc).splitlines() or [""])[0]
-        gl = any(word in message.lower() for word in ("gl", "egl", "osmesa", "display"))
+    except GL_ERRORS as exc:  # MuJoCo loads its OpenGL backend (MUJOCO_GL) while it is imported
+        if _from_opengl(exc):
+            raise _gl_error(f"{type(exc).__name__}: {_one_line(exc)}") from None
         raise SimError(f"MuJoCo could not be imported (MUJOCO_GL={os.environ.get('MUJOCO_GL')}: "
-                       f"{type(exc).__name__}: {message})." + (" " + GL_FIX if gl else "")) from None
+                       f"{type(exc).__name__}: {_one_line(exc)}).") from None
     return mujoco
 
 
 def load_scene(path: str | Path = SCENE):
     """The MuJoCo model and data of a scene file; a missing or broken file stops with one line."""
-    mujoco = mujoco_module()
     path = Path(path)
     if not path.is_file():
         raise SimError(f"No scene file at {path}: check the path (the course's scene is {SCENE}).")
+    mujoco = mujoco_module()
     try:
         model = mujoco.MjModel.from_xml_path(str(path))
     except ValueError as exc:
-        raise SimError(f"{path.name} is not a valid MuJoCo scene: {str(exc).splitlines()[0]}") from None
+        raise SimError(f"{path.name} is not a valid MuJoCo scene: {_one_line(exc)}") from None
     return model, mujoco.MjData(model)
+
+
+def check_scene(model, path: str | Path = SCENE) -> None:
+    """Stop with one line unless the scene has the camera, light, materials and cube the lesson's code names."""
+    for kind, (count, names) in SCENE_NAMES.items():
+        have = [getattr(model, kind)(i).name for i in range(getattr(model, count))]
+        for name in names:
+            if name not in have:
+                raise SimError(f"{Path(path).name} has no {kind} named {name!r} (its {kind}s: "
+                               f"{', '.join(repr(n) for n in have if n) or 'none named'}); the lesson needs it. Fix: "
+                               f"add it, as {SCENE.name} in course_utils/scenes does.")
 
 
 def make_renderer(model, size: int = 96):
     """An offscreen renderer of ``size`` x ``size`` frames; where no OpenGL can start, one line says what to install."""
     mujoco = mujoco_module()
-    try:
-        return mujoco.Renderer(model, size, size)
-    except Exception as exc:  # EGL, GLFW and OSMesa each fail their own way
-        raise SimError(f"No OpenGL to render with (MUJOCO_GL={os.environ.get('MUJOCO_GL')}: "
-                       f"{str(exc).splitlines()[0]}). " + GL_FIX) from None
+    with warnings.catch_warnings(record=True) as caught:  # GLFW says why it failed in warnings, not in its error
+        warnings.simplefilter("always")
+        try:
+            renderer = mujoco.Renderer(model, size, size)
+        except ValueError as exc:  # a frame larger than the scene's framebuffer: MuJoCo's message says what to change
+            raise SimError(f"Cannot render {size} x {size} px frames: {_one_line(exc)}") from None
+        except (mujoco.FatalError, *GL_ERRORS) as exc:  # EGL, GLFW and OSMesa each fail their own way
+            raise _gl_error("; ".join([*(str(w.message) for w in caught[:1]), _one_line(exc)])) from None
+    for w in caught:  # a renderer that started: its warnings go on as usual
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return renderer
 
 
 def render(renderer, data, camera: str = "cam"):
     """One RGB frame (H, W, 3) uint8 from ``camera``, without shadows, reflections or skybox (10x faster on a CPU)."""
     mujoco = mujoco_module()
-    renderer.update_scene(data, camera)
+    try:
+        renderer.update_scene(data, camera)
+    except ValueError as exc:  # a camera the scene does not have
+        raise SimError(f"Cannot render from camera {camera!r}: {_one_line(exc)} Fix: name a camera of the scene.") from None
     for flag in (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX):
         renderer.scene.flags[flag] = False
     return renderer.render()
@@ -110,6 +178,7 @@ class Scene:
 
     def __init__(self, size: int = 96, path: str | Path = SCENE):
         self.model, self.data = load_scene(path)
+        check_scene(self.model, path)
         self.renderer = make_renderer(self.model, size)
         m = self.model
         self.camera, self.light = m.camera("cam").id, m.light("key").id

@@ -46,13 +46,89 @@ def test_a_bad_scene_path_says_so_in_one_line(tmp_path):
         sim.load_scene(tmp_path / "broken.xml")
 
 
-def test_missing_opengl_gives_one_clear_line():
-    # OSMesa is not installed here, so asking for it stands in for a machine without OpenGL.
-    code = "from course_utils import sim\ntry:\n    sim.Scene()\nexcept sim.SimError as e:\n    print(e)\n"
+def test_a_scene_that_does_not_parse_keeps_mujocos_line_number(tmp_path):
+    (tmp_path / "typo.xml").write_text("<mujoco>\n  <worldbody>\n    <geom type='nonsense'/>\n  </worldbody>\n</mujoco>\n")
+    (tmp_path / "unclosed.xml").write_text("<mujoco>\n  <worldbody>\n    <geom size='0.1'>\n  </worldbody>\n")
+    for name, says in (("typo.xml", "line 3"), ("unclosed.xml", "Line number=3")):
+        with pytest.raises(sim.SimError) as caught:
+            sim.load_scene(tmp_path / name)
+        assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_scene_without_the_lessons_camera_is_one_line_not_a_key_error(tmp_path):
+    scene = tmp_path / "reach.xml"
+    scene.write_text(sim.SCENE.read_text().replace('camera name="cam"', 'camera name="overhead"'))
+    with pytest.raises(sim.SimError, match=r"reach.xml has no camera named 'cam' \(its cameras: 'overhead'\)"):
+        sim.Scene(size=32, path=scene)
+    model, data = sim.load_scene(sim.SCENE)
+    with pytest.raises(sim.SimError, match="Cannot render from camera 'top'"):
+        sim.render(sim.make_renderer(model, 32), data, camera="top")
+
+
+def test_a_frame_larger_than_the_framebuffer_is_not_blamed_on_opengl():
+    model, _ = sim.load_scene(sim.SCENE)
+    with pytest.raises(sim.SimError, match="framebuffer width") as caught:
+        sim.make_renderer(model, 5000)
+    assert "libegl1" not in str(caught.value) and "\n" not in str(caught.value)
+
+
+# MuJoCo reads MUJOCO_GL when it is imported: each case runs in a fresh process with its environment.
+NO_EGL = """
+from OpenGL.platform import ctypesloader  # as on a machine without libEGL: no OpenGL library loads
+real = ctypesloader.loadLibrary
+def missing(dll, name, *args, **kwargs):
+    if "GL" in name:
+        raise OSError(f"lib{name}.so: cannot open shared object file: No such file or directory")
+    return real(dll, name, *args, **kwargs)
+ctypesloader.loadLibrary = missing
+"""
+
+
+def sim_error_line(env: dict[str, str | None], before: str = "") -> str:
+    """The one line a fresh process prints when ``sim.Scene()`` fails under ``env`` (None: unset)."""
+    code = before + "from course_utils import sim\ntry:\n    sim.Scene(size=32)\nexcept sim.SimError as e:\n    print(e)\n"
+    environ = {k: v for k, v in os.environ.items() if k not in env} | {k: v for k, v in env.items() if v is not None}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
-                          env={**os.environ, "MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"})
+                          env=environ)
     lines = done.stdout.strip().splitlines()
-    assert len(lines) == 1 and "libegl1 libgl1-mesa-dri" in lines[0], done.stdout + done.stderr
+    assert len(lines) == 1 and "Traceback" not in done.stderr and "Warning" not in done.stderr, done.stdout + done.stderr
+    return lines[0]
+
+
+def test_missing_egl_libraries_say_what_to_install():
+    line = sim_error_line({"MUJOCO_GL": None, "PYOPENGL_PLATFORM": "egl"}, before=NO_EGL)
+    assert "libegl1 libgl1-mesa-dri" in line and "MUJOCO_GL=egl" in line
+
+
+def test_a_missing_backend_named_in_mujoco_gl_says_unset_it_or_install_it():
+    # OSMesa is not installed here.
+    line = sim_error_line({"MUJOCO_GL": "osmesa", "PYOPENGL_PLATFORM": "osmesa"})
+    assert line.startswith("MUJOCO_GL=osmesa asks for OSMesa, which could not start")
+    assert "unset MUJOCO_GL (EGL is the course's default)" in line and "libosmesa6" in line and "libegl1" not in line
+
+
+def test_glfw_without_a_display_says_so():
+    line = sim_error_line({"MUJOCO_GL": "glfw", "DISPLAY": None, "WAYLAND_DISPLAY": None})
+    assert "asks for GLFW" in line and "DISPLAY environment variable is missing" in line
+    assert "unset MUJOCO_GL" in line and "give it a display" in line
+
+
+def test_an_invalid_mujoco_gl_lists_the_valid_values():
+    line = sim_error_line({"MUJOCO_GL": "opengl"})
+    assert line == ("MUJOCO_GL=opengl is invalid: the valid values are egl (the default), glfw or osmesa. "
+                    "Fix: unset MUJOCO_GL or set it to one of those.")
+
+
+def test_a_pyopengl_platform_that_contradicts_mujoco_gl_says_to_unset_it():
+    line = sim_error_line({"MUJOCO_GL": None, "PYOPENGL_PLATFORM": "osmesa"})
+    assert "PYOPENGL_PLATFORM=osmesa contradicts MUJOCO_GL=egl" in line and "unset PYOPENGL_PLATFORM" in line
+
+
+def test_an_empty_mujoco_gl_renders_with_egl_like_an_unset_one():
+    code = "from course_utils import sim\nprint(sim.Scene(size=32).frame().shape)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                          env={**os.environ, "MUJOCO_GL": ""})
+    assert done.stdout.strip() == "(32, 32, 3)", done.stderr[-2000:]
 
 
 def test_torch_after_rendering_does_not_crash():

@@ -96,15 +96,20 @@ def write_course(out: Path, slugs: list[str] | None = None) -> list[Path]:
     """Write an nbgrader course folder: nbgrader_config.py and source/<lesson>/<lesson>.ipynb for each lesson."""
     import nbformat
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "nbgrader_config.py").write_text(CONFIG)
-    written = []
-    for slug in slugs or [lesson.slug for lesson in lessons.LESSONS]:
+    slugs = slugs or [lesson.slug for lesson in lessons.LESSONS]
+    known = [lesson.slug for lesson in lessons.LESSONS]
+    for slug in slugs:
+        if slug not in known:
+            raise SettingError(f"No lesson {slug!r}: the lessons are {', '.join(known)}.")
+        lessons.check_notebook(lessons.NOTEBOOKS / f"{slug}.ipynb")
+    lessons.check_output_folder(out, "the nbgrader course")
+    sources = {}  # every assignment made before the first is written: a broken lesson leaves no half-written course
+    for slug in slugs:
         nb = nbformat.read(lessons.NOTEBOOKS / f"{slug}.ipynb", as_version=4)
-        if not any("solution" in cell.metadata.get("tags", []) for cell in nb.cells):
-            continue  # lesson 00 has no exercises to grade
-        path = out / "source" / slug / f"{slug}.ipynb"
+        if any("solution" in cell.metadata.get("tags", []) for cell in nb.cells):  # lesson 00 has nothing to grade
+            sources[out / "source" / slug / f"{slug}.ipynb"] = assignment(nb, slug)
+    (out / "nbgrader_config.py").write_text(CONFIG)
+    for path, nb in sources.items():
         path.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(assignment(nb, slug), path)
-        written.append(path)
-    return written
+        nbformat.write(nb, path)
+    return list(sources)

@@ -9,6 +9,7 @@ static HTML (``build/site/_build/html``), offline.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import re
 import shutil
 import subprocess
@@ -17,7 +18,8 @@ import time
 from pathlib import Path
 
 from course_utils.assets import REPO_ROOT
-from course_utils.lessons import BRANCH, LESSONS, NOTEBOOKS, REPO_SLUG
+from course_utils.errors import SettingError
+from course_utils.lessons import BRANCH, LESSONS, NOTEBOOKS, REPO_SLUG, check_notebook, check_output_folder
 
 BUILD = REPO_ROOT / "build"
 SITE_STATIC = Path(__file__).parent / "site_static"
@@ -204,6 +206,16 @@ def write_source(src: Path) -> Path:
     return src
 
 
+def check_inputs(out: Path, src: Path) -> None:
+    """Stop with one line unless Jupyter Book is installed, every lesson reads and both output folders can be written."""
+    if importlib.util.find_spec("jupyter_book") is None:
+        raise SettingError("Jupyter Book is not installed: `pip install -e '.[classroom]'` (or `make install`).")
+    for lesson in LESSONS:
+        check_notebook(NOTEBOOKS / f"{lesson.slug}.ipynb")
+    check_output_folder(out, "the website")
+    check_output_folder(src, "the website's source")
+
+
 def build_site(out: Path | None = None, strict: bool = False) -> Path:
     """Build the course website into ``out`` (default build/site) and return the folder with index.html.
 
@@ -211,7 +223,9 @@ def build_site(out: Path | None = None, strict: bool = False) -> Path:
     warning fails the build (subprocess.CalledProcessError).
     """
     out = Path(out) if out else BUILD / "site"
-    src = write_source(out.parent / f"{out.name}-src")
+    src = out.parent / f"{out.name}-src"
+    check_inputs(out, src)
+    write_source(src)
     # Jupyter Book 1 (Sphinx and sphinx-book-theme, all from pip) builds with no network. Jupyter Book 2
     # (mystmd) fetches its book theme from the internet at build time and fails offline, so not 2.
     command = [sys.executable, "-c", "from jupyter_book.cli.main import main; main()", "build", str(src),
