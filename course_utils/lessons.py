@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from course_utils.assets import REPO_ROOT
+from course_utils.assets import REPO_ROOT, shown, writable
+from course_utils.errors import NotWritableError, SettingError
 
 # The one place that names the public repository: every Colab and Binder link is built from it.
 REPO_SLUG = "transfer-learning-course/transfer-learning-course"
@@ -23,35 +26,35 @@ class Lesson:
     slug: str
     title: str
     teaches: str
-    cpu_minutes: float  # measured on the 2-core reference machine, cold cache
+    cpu_minutes: float  # CI's cold run on the 2-core reference machine (2026-12-07, course order), rounded up to 0.5
     study_minutes: int  # our estimate for a learner: reading, running, the exercises and the questionnaire
 
 
 LESSONS = [
     Lesson("00_start_here", "Start here", "what transfer learning is, the lesson map, a preflight check", 0.5, 15),
     Lesson("01_doctor_to_lawyer", "From doctor to lawyer: the analogy as an experiment",
-           "transfer vs scratch at equal steps (150), data-efficiency curves over seeds", 3.0, 45),
+           "transfer vs scratch at equal steps (150), data-efficiency curves over seeds", 2.0, 45),
     Lesson("02_what_networks_learn", "What networks learn",
-           "filters, feature maps, activation maximisation, a linear probe at every depth", 2.0, 45),
+           "filters, feature maps, activation maximisation, a linear probe at every depth", 1.5, 45),
     Lesson("03_replacing_the_head", "Replacing the head",
-           "freezing, BatchNorm, a new head on cached features, evaluation, your own images", 2.5, 60),
+           "freezing, BatchNorm, a new head on cached features, evaluation, your own images", 1.5, 60),
     Lesson("04_fine_tuning_images", "Fine-tuning a pretrained CNN for factory inspection",
            "five strategies on 800 solar cells, cached activations, the paper's split, Grad-CAM, calibration "
-           "and a threshold for a stated recall, shipping", 4.5, 75),
+           "and a threshold for a stated recall, shipping", 3.0, 75),
     Lesson("05_fine_tuning_language", "Fine-tuning a transformer on movie reviews",
-           "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 5.0, 60),
+           "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 3.5, 60),
     Lesson("06_when_transfer_fails", "When transfer fails",
            "a random-weights control for the probe, domain shift from mono to poly cells, AdaBN, fine-tuning and LP-FT "
-           "out of distribution, a few target labels", 5.0, 60),
+           "out of distribution, a few target labels", 2.5, 60),
     Lesson("06b_how_little_to_train", "How little to train: a frozen encoder, BitFit and LoRA",
            "parameter-efficient fine-tuning of MiniLM with peft (a frozen encoder, BitFit, LoRA at two ranks, full "
            "fine-tuning) under one schedule over 3 seeds, saving and merging an adapter, LoRA on a convolution, "
-           "where pretraining's lead stops shrinking", 4.5, 45),
+           "where pretraining's lead stops shrinking", 3.5, 45),
     Lesson("07_robot_reaching", "A robot arm that learns to see from a few labelled frames",
            "the capstone in MuJoCo: a scene, offscreen rendering, inverse kinematics and position control; the cube's "
            "position read by a CNN from scratch, frozen ImageNet features and a fine-tuned block, with a pooled head "
            "and a spatial softmax, against 25-1,600 labelled frames over 3 seeds; reaching success; new colours and "
-           "dim light", 5.0, 60),
+           "dim light", 3.0, 60),
 ]
 
 
@@ -122,8 +125,59 @@ def lesson_map() -> str:
     return "\n".join(rows)
 
 
+def check_notebook(path: Path) -> None:
+    """Stop with one line, before any work, unless ``path`` is a readable version-4 notebook file."""
+    path = Path(path)
+    if path.is_dir():
+        raise SettingError(f"{shown(path)} is a folder, not a notebook: name an .ipynb file.")
+    if not path.is_file():
+        raise SettingError(f"No notebook at {shown(path)}: check the path.")
+    restore = f"Fix: restore it (`git checkout -- {shown(path)}` for a lesson) or name another notebook."
+    try:
+        nb = json.loads(path.read_bytes())
+    except json.JSONDecodeError as exc:
+        raise SettingError(f"{shown(path)} is not a notebook: its JSON breaks at line {exc.lineno}, column "
+                           f"{exc.colno} ({exc.msg}); is it truncated? {restore}") from None
+    except UnicodeDecodeError:
+        raise SettingError(f"{shown(path)} is not a notebook: it is not text. {restore}") from None
+    except OSError as exc:
+        raise SettingError(f"Cannot read the notebook {shown(path)}: {exc.strerror}.") from None
+    if not (isinstance(nb, dict) and isinstance(nb.get("cells"), list) and nb.get("nbformat") == 4):
+        raise SettingError(f"{shown(path)} is JSON but not a version-4 notebook (no 'cells' list). {restore}")
+
+
+def check_output_folder(folder: Path, what: str, target: Path | None = None) -> None:
+    """Stop with one line, before any work, unless ``target`` (default: ``folder``) can be written in ``folder``."""
+    folder = Path(folder)
+    target = Path(target or folder)
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        which = "it" if blocker == target else shown(blocker)
+        raise SettingError(f"Cannot write {what} to {shown(target)}: {which} is a file, not a folder. Name a folder.")
+    if not writable(folder):
+        raise NotWritableError(f"Cannot write {what} to {shown(target)}: {shown(folder)} is read-only. Name a folder "
+                               "you can write to.")
+
+
+def check_output_file(path: Path, what: str) -> None:
+    """Stop with one line, before any work, unless a file can be written at ``path``."""
+    path = Path(path)
+    if path.is_dir():
+        raise SettingError(f"Cannot write {what} to {shown(path)}: it is a folder, not a file. Name a file.")
+    check_output_folder(path.parent, what, path)
+
+
+def check_executable(paths: list[Path]) -> None:
+    """Stop with one line unless every path is a notebook that can be rewritten in place."""
+    for path in paths:
+        check_notebook(path)
+        if not os.access(path, os.W_OK):
+            raise NotWritableError(f"Cannot execute {shown(path)} in place: the file is read-only.")
+
+
 def execute(paths: list[Path], timeout: int = 900) -> dict[str, float]:
     """Re-execute notebooks in place (refreshing their committed outputs); return seconds per notebook."""
+    check_executable(paths)  # every one before the first runs: a typo found after an hour helps nobody
     seconds = {}
     for path in paths:
         update_navigation(path)
@@ -153,6 +207,9 @@ def student_copy(nb, slug: str):
         if cell.cell_type != "code":
             continue
         if "solution" in cell.metadata.get("tags", []):
+            if "blank" not in cell.metadata:
+                raise SettingError(f"{slug}: a cell tagged 'solution' has no metadata 'blank' (the learner's "
+                                   f"version of it): add one. The cell begins {cell.source[:60]!r}.")
             cell.source = cell.metadata["blank"]
             cell.metadata["tags"] = [t for t in cell.metadata["tags"] if t != "solution"] + ["exercise"]
             del cell.metadata["blank"]
@@ -161,15 +218,21 @@ def student_copy(nb, slug: str):
     return nb
 
 
+def check_student_copies() -> None:
+    """Stop with one line, before any work, unless every lesson notebook reads and student/ can be written."""
+    for lesson in LESSONS:
+        check_notebook(NOTEBOOKS / f"{lesson.slug}.ipynb")
+    check_output_folder(STUDENT, "the student copies")
+
+
 def write_student_copies() -> list[Path]:
     """Generate student/NN_slug.ipynb for every lesson; return the paths written."""
     import nbformat
 
-    STUDENT.mkdir(exist_ok=True)
-    written = []
-    for lesson in LESSONS:
-        nb = student_copy(nbformat.read(NOTEBOOKS / f"{lesson.slug}.ipynb", as_version=4), lesson.slug)
-        path = STUDENT / f"{lesson.slug}.ipynb"
+    check_student_copies()
+    copies = {STUDENT / f"{lesson.slug}.ipynb": student_copy(nbformat.read(NOTEBOOKS / f"{lesson.slug}.ipynb",
+                                                                           as_version=4), lesson.slug)
+              for lesson in LESSONS}  # all made before the first is written: none or all of them change
+    for path, nb in copies.items():
         nbformat.write(nb, path)
-        written.append(path)
-    return written
+    return list(copies)

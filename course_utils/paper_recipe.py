@@ -1,4 +1,4 @@
-"""``python -m course_utils reproduce paper``: Deitsch et al.'s own ingredients on their kind of split, run by run.
+"""``python -m course_utils reproduce paper``: a recipe in the spirit of Deitsch et al. on their kind of split, run by run.
 
 The recipe (a pilot of it beat the paper's 88.42% on two draws): MobileNetV2 from ImageNet with one output trained by
 binary cross-entropy on the soft defect probabilities (0, 1/3, 2/3, 1); the head alone first, then every layer with a

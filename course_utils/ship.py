@@ -93,7 +93,7 @@ def save_classifier(model: nn.Module, folder: str | Path, size: int, class_names
     The preprocessing is the training path's: a file is read in grey (``channels=1``) or colour (3), resized to
     ``load_size`` (what ``load_folder(size=...)`` did; ELPV's cells are 300 px), then to ``size`` for the model.
     ``images``, the training images as ``load_folder`` returned them, settle ``channels`` by their shape (grey
-    (N, H, W) or colour (N, H, W, 3)); without either, grey. ``temperature`` divides the logits before the softmax
+    (N, H, W) or colour (N, H, W, 3)); one of the two is required, so a colour model is never saved as grey. ``temperature`` divides the logits before the softmax
     (calibration); with two classes, ``threshold`` is the probability of the second class from which it is
     predicted (``None``: the most probable class wins). Every setting is checked before anything is written.
     Introduced in ``04_fine_tuning_images.ipynb``.
@@ -118,9 +118,12 @@ def save_classifier(model: nn.Module, folder: str | Path, size: int, class_names
 
 
 def _channels_to_save(channels: int | None, images: np.ndarray | torch.Tensor | None) -> int:
-    """The channels a model was trained on: as given, else read from its training images' shape, else grey (1)."""
+    """The channels a model was trained on: as given, or read from its training images' shape; never guessed."""
     if images is None:
-        return 1 if channels is None else channels
+        if channels is None:  # a colour model saved as grey by default would refuse its own photos later
+            raise SettingError("save_classifier: say what the model was trained on, channels=1 (grey) or channels=3 "
+                               "(colour), or pass its training images (images=...) to read it from their shape.")
+        return channels
     shape = tuple(images.shape)
     if len(shape) not in (3, 4) or (len(shape) == 4 and shape[-1] != 3):
         raise SettingError(f"save_classifier: images are shaped {shape}; give the training images as load_folder "

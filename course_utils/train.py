@@ -54,7 +54,7 @@ class RandomDihedral(nn.Module):
 
 
 def augment_transform() -> v2.Transform:
-    """Augmentation that suits cells photographed face-on: flips, quarter turns, brightness and contrast.
+    """Augmentation for cells: flips, quarter turns, brightness and contrast (what it buys is measured, not assumed).
 
     Introduced in ``04_fine_tuning_images.ipynb``.
     """

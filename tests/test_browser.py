@@ -130,3 +130,13 @@ def test_lesson_runs_in_jupyterlab(lab, browser, slug):
                 "100%" in label.inner_text(), f"{slug}: a tqdm bar did not finish"
     finally:
         page.close()
+        shut_down_kernels(url, token)
+
+
+def shut_down_kernels(url: str, token: str) -> None:
+    """Stop every kernel the lesson started, so a lesson that timed out cannot keep computing beside the next one."""
+    with urllib.request.urlopen(f"{url}/api/kernels?token={token}", timeout=10) as response:
+        kernels = json.load(response)
+    for kernel in kernels:
+        request = urllib.request.Request(f"{url}/api/kernels/{kernel['id']}?token={token}", method="DELETE")
+        urllib.request.urlopen(request, timeout=30).close()

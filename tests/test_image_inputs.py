@@ -26,6 +26,7 @@ def model():
 
 def ship(model, folder, **settings):
     """A freshly loaded shipped classifier (64 px input, 80 px load size)."""
+    settings = {"channels": 1, **settings} if "images" not in settings else settings
     return ImageClassifier.load(save_classifier(model, folder, 64, CLASSES, load_size=80, **settings))
 
 
@@ -96,7 +97,7 @@ def test_a_colour_model_saved_as_grey_is_caught_when_saved(model, tmp_path):
     one_channel = load_mobilenet_v2(num_classes=2)
     one_channel.features[0][0] = nn.Conv2d(1, 32, 3, 2, 1, bias=False)
     with pytest.raises(SettingError, match="first convolution takes 1 channel"):
-        save_classifier(one_channel, tmp_path / "one", 64, CLASSES)
+        save_classifier(one_channel, tmp_path / "one", 64, CLASSES, channels=1)
 
 
 # 1. Orientation and transparency: read as a viewer shows the file.
@@ -251,7 +252,7 @@ BAD_FIELDS = [
 
 @pytest.fixture(scope="module")
 def saved(model, tmp_path_factory):
-    folder = save_classifier(model, tmp_path_factory.mktemp("ship") / "inspector", 64, CLASSES, load_size=80)
+    folder = save_classifier(model, tmp_path_factory.mktemp("ship") / "inspector", 64, CLASSES, load_size=80, channels=1)
     return folder, json.loads((folder / "config.json").read_text())
 
 
@@ -273,7 +274,7 @@ def test_a_threshold_needs_two_classes_and_may_be_0_or_1(model, saved, tmp_path)
         (folder / "config.json").write_text(json.dumps({**config, "threshold": edge}))
         assert ImageClassifier.load(folder).threshold == edge  # inside [0, 1]
     (folder / "config.json").write_text(json.dumps(config))
-    three = save_classifier(load_mobilenet_v2(num_classes=3), tmp_path / "three", 64, ["a", "b", "c"])
+    three = save_classifier(load_mobilenet_v2(num_classes=3), tmp_path / "three", 64, ["a", "b", "c"], channels=1)
     config3 = json.loads((three / "config.json").read_text())
     (three / "config.json").write_text(json.dumps({**config3, "threshold": 0.3}))
     with pytest.raises(SettingError, match="threshold is 0.3, but class_names has 3 classes"):
@@ -296,7 +297,7 @@ def test_save_refuses_what_load_would_refuse(model, tmp_path):
                               ({"class_names": ["a", "b", "c"]}, "names 3 classes, but the weights have a head for 2"),
                               ({"size": 0}, "save_classifier: input_size is 0"),
                               ({"channels": 2}, "save_classifier: channels is 2")):
-        settings = {"size": 64, "class_names": CLASSES, **settings}
+        settings = {"size": 64, "class_names": CLASSES, "channels": 1, **settings}
         with pytest.raises(ValueError, match=message):
             save_classifier(model, tmp_path / "m", **settings)
         assert not (tmp_path / "m").exists()
@@ -316,3 +317,10 @@ def test_a_folder_from_an_earlier_version_says_how_to_save_it_again(model, saved
     assert "\n" not in message and "written by an earlier version of the course" in message
     assert "no weights_sha256" in message
     assert 'save_classifier(model, folder, size=96, class_names=["functional", "defective"], load_size=96)' in message
+
+
+def test_a_model_is_never_saved_as_grey_by_default(model, tmp_path):
+    """Neither channels nor the training images: refused before anything is written, not guessed as grey."""
+    with pytest.raises(ValueError, match="channels=1 \\(grey\\) or channels=3"):
+        save_classifier(model, tmp_path / "m", 64, CLASSES)
+    assert not (tmp_path / "m").exists()

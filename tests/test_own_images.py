@@ -134,7 +134,7 @@ def test_sixteen_bit_png_matches_its_eight_bit_twin(tmp_path):
     assert Image.open(tmp_path / "sixteen.png").mode.startswith("I;16")
     assert (read_image(tmp_path / "sixteen.png") == eight).all()  # not all white
     model = load_mobilenet_v2(num_classes=2).eval()
-    shipped = ImageClassifier.load(save_classifier(model, tmp_path / "m", 64, ["a", "b"], load_size=48))
+    shipped = ImageClassifier.load(save_classifier(model, tmp_path / "m", 64, ["a", "b"], load_size=48, channels=1))
     assert shipped.predict(tmp_path / "sixteen.png") == shipped.predict(tmp_path / "eight.png")
 
 

@@ -19,7 +19,7 @@ CLASSES = ["functional", "defective"]
 def shipped(tmp_path_factory):
     torch.manual_seed(0)
     model = load_mobilenet_v2(num_classes=2).eval()
-    folder = save_classifier(model, tmp_path_factory.mktemp("ship") / "inspector", size=96, class_names=CLASSES)
+    folder = save_classifier(model, tmp_path_factory.mktemp("ship") / "inspector", size=96, class_names=CLASSES, channels=1)
     return model, folder
 
 
@@ -58,17 +58,17 @@ def test_bad_input_messages(shipped, tmp_path):
 def test_the_operating_point_travels_in_the_config(shipped, tmp_path):
     model, _ = shipped
     image = np.random.default_rng(1).integers(0, 255, (120, 120), dtype=np.uint8)
-    plain = ImageClassifier.load(save_classifier(model, tmp_path / "plain", size=96, class_names=CLASSES))
+    plain = ImageClassifier.load(save_classifier(model, tmp_path / "plain", size=96, class_names=CLASSES, channels=1))
     p = plain.predict_array(image).probabilities["defective"]
     for threshold, label in [(p * 0.99, "defective"), (min(p * 1.01, 0.999), "functional")]:
-        folder = save_classifier(model, tmp_path / f"t{threshold:.4f}", size=96, class_names=CLASSES, threshold=threshold)
+        folder = save_classifier(model, tmp_path / f"t{threshold:.4f}", size=96, class_names=CLASSES, threshold=threshold, channels=1)
         assert json.loads((folder / "config.json").read_text())["threshold"] == threshold
         assert ImageClassifier.load(folder).predict_array(image).label == label  # the threshold decides, not arg-max
-    hot = ImageClassifier.load(save_classifier(model, tmp_path / "hot", size=96, class_names=CLASSES, temperature=4.0))
+    hot = ImageClassifier.load(save_classifier(model, tmp_path / "hot", size=96, class_names=CLASSES, temperature=4.0, channels=1))
     q = hot.predict_array(image).probabilities["defective"]
     assert abs(q - 0.5) < abs(p - 0.5)  # a higher temperature pulls probabilities towards even
     with pytest.raises(SettingError, match="needs two classes and a value between 0 and 1"):
-        save_classifier(model, tmp_path / "bad", size=96, class_names=CLASSES, threshold=1.5)
+        save_classifier(model, tmp_path / "bad", size=96, class_names=CLASSES, threshold=1.5, channels=1)
     config = json.loads((tmp_path / "plain" / "config.json").read_text())
     del config["threshold"], config["temperature"]  # a folder saved before the operating point was recorded
     (tmp_path / "plain" / "config.json").write_text(json.dumps(config))
