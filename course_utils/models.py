@@ -127,8 +127,8 @@ def trainable_summary(model: nn.Module, depth: int = 2) -> "pandas.DataFrame":
 def freeze_batchnorm(model: nn.Module) -> nn.Module:
     """Swap every BatchNorm2d for torchvision's FrozenBatchNorm2d: pretrained statistics kept, nothing updated.
 
-    In training mode the statistics would follow each batch of the new images instead; lesson 04 measures what that
-    does rather than assuming it harms. Introduced in ``04_fine_tuning_images.ipynb``.
+    In training mode the statistics would follow each batch of the new images instead; lesson 04 freezes them by
+    choice and does not measure the alternative at equal settings. Introduced in ``04_fine_tuning_images.ipynb``.
     """
     for name, child in model.named_children():
         if isinstance(child, nn.BatchNorm2d):

@@ -54,7 +54,7 @@ class RandomDihedral(nn.Module):
 
 
 def augment_transform() -> v2.Transform:
-    """Augmentation for cells: flips, quarter turns, brightness and contrast (what it buys is measured, not assumed).
+    """Augmentation for cells: flips, quarter turns, brightness and contrast (what each part buys is not measured apart).
 
     Introduced in ``04_fine_tuning_images.ipynb``.
     """
