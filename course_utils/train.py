@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import pickle
 import secrets
+import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -162,8 +164,9 @@ def fit(model: nn.Module, train_loader: DataLoader, val_loader: DataLoader | Non
     if path is not None and not writable(path.parent):  # say so now, not after the first epoch has trained
         raise NotWritableError(f"Cannot write the checkpoint {shown(path)}: its folder is read-only. Pass a "
                               "checkpoint path in a folder you can write to (or checkpoint=None).")
-    if path is not None and path.is_file():
-        history, best = _resume(path, model, optimizer, scheduler, train_loader)
+    resumed = _resume(path, model, optimizer, scheduler, train_loader) if path is not None and path.is_file() else None
+    if resumed is not None:
+        history, best = resumed
         print(f"Resumed from {path.name} after epoch {len(history)}.")
     start = time.perf_counter() - (history[-1]["seconds"] if history else 0.0)  # seconds so far are cumulative
     bar = tqdm(total=num_epochs * len(train_loader), initial=len(history) * len(train_loader),
@@ -244,9 +247,17 @@ def _save(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, schedu
 
 
 def _resume(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer, scheduler,
-            loader: DataLoader) -> tuple[list[dict], dict]:
-    """Load a checkpoint written by ``fit`` (weights only: no code is unpickled), random states included."""
-    state = torch.load(path, map_location=model_device(model), weights_only=True)
+            loader: DataLoader) -> tuple[list[dict], dict] | None:
+    """Load a checkpoint written by ``fit`` (weights only: no code is unpickled), random states included.
+
+    A checkpoint cut short or damaged is not read: one line says so, and None means "train from the start".
+    """
+    try:
+        state = torch.load(path, map_location=model_device(model), weights_only=True)
+    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError) as exc:
+        print(f"The checkpoint {shown(path)} is damaged ({str(exc).splitlines()[0][:80]}): training this run from "
+              "the start; it is written again after the first epoch.", file=sys.stderr)
+        return None
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and state["scheduler"] is not None:

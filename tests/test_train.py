@@ -77,6 +77,22 @@ def test_checkpoint_loads_with_weights_only(tmp_path):
     assert set(state) >= {"model", "optimizer", "history", "best_state"}
 
 
+def test_a_damaged_checkpoint_is_retrained_with_one_line(tmp_path, capsys):
+    model, train, val = setup_fit()
+    fit(model, train, val, torch.optim.SGD(model.parameters(), lr=0.1), num_epochs=2, checkpoint=tmp_path / "c.pt",
+        progress=False)
+    (tmp_path / "c.pt").write_bytes((tmp_path / "c.pt").read_bytes()[:200])  # cut short, as a killed copy leaves it
+    model, train, val = setup_fit()
+    history = fit(model, train, val, torch.optim.SGD(model.parameters(), lr=0.1), num_epochs=3,
+                  checkpoint=tmp_path / "c.pt", progress=False)
+    err = capsys.readouterr().err
+    assert [h["epoch"] for h in history] == [1, 2, 3] and "is damaged" in err and "Traceback" not in err
+    model, train, val = setup_fit()
+    fresh = fit(model, train, val, torch.optim.SGD(model.parameters(), lr=0.1), num_epochs=3, progress=False)
+    assert [h["train_loss"] for h in history] == pytest.approx([h["train_loss"] for h in fresh])
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["history"][-1]["epoch"] == 3  # written whole again
+
+
 def test_time_budget_stops_early():
     model, train, val = setup_fit()
     history = fit(model, train, val, torch.optim.SGD(model.parameters(), lr=0.1), num_epochs=50, max_seconds=0.0,
