@@ -81,11 +81,12 @@ execute: $(STAMP)
 student: $(STAMP)
 	$(PY) -m course_utils student
 
-# Lesson 04's comparisons at full budget (about half an hour on 2 CPU cores); writes course_utils/reproduced/.
+# Lesson 04's comparisons at full budget (about 50 min on 2 CPU cores); writes course_utils/reproduced/.
 reproduce: $(STAMP)
 	$(PY) -m course_utils reproduce 04
 
-# Deitsch et al.'s recipe and its ablations, one committed row per finished run (5 to 46 min a run on 2 CPU cores, measured;
+# A recipe in the spirit of Deitsch et al. 2019 and its ablations, one committed row per finished run (4.5 to 52 min a run
+# on 2 CPU cores, measured;
 # run it again to go on where it stopped): course_utils/reproduced/04_paper_recipe.jsonl
 reproduce-paper: $(STAMP)
 	$(PY) -m course_utils reproduce paper --commit

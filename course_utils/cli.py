@@ -116,8 +116,9 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--diff", action="store_true", help="write nothing; say which versions here differ from the lock")
     mode.add_argument("--mismatched", metavar="LOCK", help="write nothing; print name==version from LOCK for each "
                       "installed distribution at another version (Binder's postBuild installs them)")
-    p = sub.add_parser("reproduce", help="a lesson's comparisons at full budget (04: about 30 min on 2 CPU cores; "
-                       "paper: Deitsch et al.'s recipe, 5-46 min a run on 2 CPU cores, resumable run by run)")
+    p = sub.add_parser("reproduce", help="a lesson's comparisons at full budget (04: about 50 min on 2 CPU cores; "
+                       "paper: a recipe in the spirit of Deitsch et al. 2019, 4.5-52 min a run on 2 CPU cores, "
+                       "resumable run by run)")
     p.add_argument("lesson", choices=["04", "paper"], help="the table to reproduce")
     p.add_argument("--tiny", action="store_true", help="a few cells and one epoch: checks it runs, in a minute")
     p.add_argument("--max-runs", type=int, help="paper: stop after this many new runs")

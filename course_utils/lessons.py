@@ -35,12 +35,12 @@ LESSONS = [
     Lesson("01_doctor_to_lawyer", "From doctor to lawyer: the analogy as an experiment",
            "transfer vs scratch at equal steps (150), data-efficiency curves over seeds", 2.0, 45),
     Lesson("02_what_networks_learn", "What networks learn",
-           "filters, feature maps, activation maximisation, a linear probe at every depth", 1.5, 45),
+           "filters, feature maps, activation maximisation, a linear probe at every depth", 2.0, 45),
     Lesson("03_replacing_the_head", "Replacing the head",
            "freezing, BatchNorm, a new head on cached features, evaluation, your own images", 1.5, 60),
     Lesson("04_fine_tuning_images", "Fine-tuning a pretrained CNN for factory inspection",
-           "five strategies on 800 solar cells, cached activations, the paper's split, Grad-CAM, calibration "
-           "and a threshold for a stated recall, shipping", 3.0, 75),
+           "five strategies on 800 solar cells, cached activations, a 75/25 split as in the paper, Grad-CAM, calibration "
+           "and a threshold for a stated recall, shipping", 2.5, 75),
     Lesson("05_fine_tuning_language", "Fine-tuning a transformer on movie reviews",
            "tokenisation, frozen embeddings vs fine-tuning with Trainer, few labels", 3.5, 60),
     Lesson("06_when_transfer_fails", "When transfer fails",

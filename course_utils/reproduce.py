@@ -1,7 +1,7 @@
 """``python -m course_utils reproduce 04``: lesson 04's comparisons at a budget its cold run cannot afford.
 
 Every strategy of the lesson over 3 seeds with a longer schedule (8 epochs; scratch also 30 with its best
-validation epoch, which may still not be its best), the levers that move the top
+validation epoch, which may still not be its best), the levers tried on the top
 blocks (cached augmented views, test-time augmentation, input size, where the frozen part ends, a seed ensemble),
 and the top blocks on several random 75/25 splits. Each row is cached in ``data/reproduce/`` as soon as it is
 measured, so an interrupted run continues where it stopped. The table goes to ``course_utils/reproduced/`` (package data) with the
