@@ -12,7 +12,7 @@ PY := .venv/bin/python
 endif
 STAMP := .venv/.installed-$(notdir $(PY))
 
-.PHONY: lab test test-gpu install lock try-latest execute bench check fetch student chromium clean-cache reproduce reproduce-paper site hub gl
+.PHONY: lab test test-gpu install lock try-latest execute bench check fetch student chromium clean-cache reproduce reproduce-07 reproduce-paper site hub gl
 
 install: $(STAMP)
 
@@ -84,6 +84,11 @@ student: $(STAMP)
 # Lesson 04's comparisons at full budget (about 50 min on 2 CPU cores); writes course_utils/reproduced/.
 reproduce: $(STAMP)
 	$(PY) -m course_utils reproduce 04
+
+# Lesson 07's approaches and controls over 6 label budgets and 3-5 seeds (about 20 min on 2 CPU cores; run it again
+# to go on where it stopped); writes course_utils/reproduced/07_robot_reaching.json.
+reproduce-07: $(STAMP)
+	$(PY) -m course_utils reproduce 07
 
 # A recipe in the spirit of Deitsch et al. 2019 and its ablations, one committed row per finished run (4.5 to 52 min a run
 # on 2 CPU cores, measured;

@@ -117,10 +117,11 @@ def build_parser() -> argparse.ArgumentParser:
     mode.add_argument("--mismatched", metavar="LOCK", help="write nothing; print name==version from LOCK for each "
                       "installed distribution at another version (Binder's postBuild installs them)")
     p = sub.add_parser("reproduce", help="a lesson's comparisons at full budget (04: about 50 min on 2 CPU cores; "
-                       "paper: a recipe in the spirit of Deitsch et al. 2019, 4.5-52 min a run on 2 CPU cores, "
+                       "07: lesson 07's approaches and controls over 6 budgets and 3-5 seeds, about 20 min on 2 CPU "
+                       "cores; paper: a recipe in the spirit of Deitsch et al. 2019, 4.5-52 min a run on 2 CPU cores, "
                        "resumable run by run)")
-    p.add_argument("lesson", choices=["04", "paper"], help="the table to reproduce")
-    p.add_argument("--tiny", action="store_true", help="a few cells and one epoch: checks it runs, in a minute")
+    p.add_argument("lesson", choices=["04", "07", "paper"], help="the table to reproduce")
+    p.add_argument("--tiny", action="store_true", help="a few cells (04, paper) or frames (07) and a few steps: checks it runs, in a minute")
     p.add_argument("--max-runs", type=int, help="paper: stop after this many new runs")
     p.add_argument("--commit", action="store_true", help="paper: commit the table after each finished run")
     p = sub.add_parser("nbgrader", help="write an nbgrader course folder (source/ and nbgrader_config.py) from the lessons")
@@ -242,8 +243,9 @@ def lock_command(args: argparse.Namespace) -> int:
 
 def check_reproduce_flags(args: argparse.Namespace) -> None:
     """Stop with one line on ``reproduce`` flags that contradict each other or the lesson."""
-    if args.lesson == "04" and (args.max_runs is not None or args.commit):
-        raise SettingError("--max-runs and --commit are for `reproduce paper`: `reproduce 04` measures its whole table.")
+    if args.lesson in ("04", "07") and (args.max_runs is not None or args.commit):
+        raise SettingError(f"--max-runs and --commit are for `reproduce paper`: `reproduce {args.lesson}` measures its "
+                           "whole table.")
     if args.tiny and args.commit:
         raise SettingError("--tiny never writes the committed table, so --commit has nothing to commit: drop one.")
     if args.tiny and args.max_runs is not None:
@@ -267,7 +269,7 @@ def check_jsonl(path: Path) -> None:
 
 
 def reproduce_command(args: argparse.Namespace) -> int:
-    """``reproduce 04`` or ``reproduce paper``, the flags checked before anything is loaded."""
+    """``reproduce 04``, ``reproduce 07`` or ``reproduce paper``, the flags checked before anything is loaded."""
     from course_utils.lessons import check_output_file
 
     check_reproduce_flags(args)
@@ -281,6 +283,13 @@ def reproduce_command(args: argparse.Namespace) -> int:
             paper_recipe.run(paper_recipe.TINY_PLAN, table, checkpoint=False)
         else:
             paper_recipe.run(table=table, max_runs=args.max_runs, commit=args.commit)
+        return 0
+    if args.lesson == "07":
+        from course_utils import robot
+
+        table = assets.data_dir() / "reproduce" / "07-tiny.json" if args.tiny else robot.OUT
+        check_output_file(table, "the reproduced table")
+        robot.reproduce(table, tiny=args.tiny)  # tiny: never overwrites the committed table
         return 0
     from course_utils import reproduce
 

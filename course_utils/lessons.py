@@ -54,7 +54,7 @@ LESSONS = [
            "the capstone in MuJoCo: a scene, offscreen rendering, inverse kinematics and position control; the cube's "
            "position read by a CNN from scratch, frozen ImageNet features and a fine-tuned block, with a pooled head "
            "and a spatial softmax, against 25-1,600 labelled frames over 3 seeds; reaching success; new colours and "
-           "dim light", 3.0, 60),
+           "dim light; controls (random weights, scratch with shifts or colour jitter) in a committed full grid", 3.0, 60),
 ]
 
 

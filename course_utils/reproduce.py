@@ -293,11 +293,16 @@ def run(budget: Budget = FULL, out: Path | None = OUT) -> dict:
               "device": env.describe_device(env.get_device()), "versions": env.versions(), "wall_seconds": time.perf_counter() - started, "budget": asdict(budget),
               "rows": rows}
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1) + "\n")
-        print(f"wrote {out.relative_to(REPO_ROOT) if out.is_relative_to(REPO_ROOT) else out} "
-              f"({report['wall_seconds'] / 60:.1f} min)")
+        write_report(out, report)
     return report
+
+
+def write_report(path: Path, report: dict) -> None:
+    """Write a reproduced table as JSON and say where, with its wall time."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path} "
+          f"({report['wall_seconds'] / 60:.1f} min)")
 
 
 def machine() -> str:
