@@ -256,3 +256,11 @@ def test_reproduce_07_takes_the_cli_flags_of_reproduce_04():
     cli.check_reproduce_flags(args)
     with pytest.raises(SettingError, match="are for `reproduce paper`"):
         cli.check_reproduce_flags(cli.build_parser().parse_args(["reproduce", "07", "--commit"]))
+
+
+def test_the_committed_table_covers_the_full_grid_at_todays_settings():
+    """Lesson 07 reads the committed table: it must hold every run of the grid, each approach at its current settings."""
+    report = robot.load()
+    assert sorted((r["approach"], r["labels"], r["seed"]) for r in report["rows"]) == sorted(robot.full_grid())
+    assert report["plan"]["approaches"] == {a: json.loads(json.dumps(robot._setting(a))) for a in robot.APPROACHES}
+    assert report["plan"]["tiny"] is False and report["plan"]["reaches"] == 100
