@@ -139,7 +139,8 @@ def make_renderer(model, size: int = 96):
 
 
 def render(renderer, data, camera: str = "cam"):
-    """One RGB frame (H, W, 3) uint8 from ``camera``, without shadows, reflections or skybox (a cube needs none; lesson 07 times both)."""
+    """One RGB frame (H, W, 3) uint8 from ``camera``, without shadows, reflections or skybox (the course's scene
+    has none; a scene that has them is drawn without)."""
     mujoco = mujoco_module()
     try:
         renderer.update_scene(data, camera)
