@@ -109,12 +109,18 @@ def batch_of_one_image(n: int = 8, size: int = 32) -> torch.Tensor:
     return ((image - MEAN) / STD).expand(n, -1, -1, -1).contiguous()
 
 
+def drawn_twice(augment, x: torch.Tensor) -> torch.Tensor:
+    """``augment(x)`` under torch's seed 0, checked to come out the same, and the same shape, when drawn again."""
+    torch.manual_seed(0)
+    out = augment(x)
+    torch.manual_seed(0)
+    assert torch.equal(augment(x), out) and out.shape == x.shape
+    return out
+
+
 def test_random_shift_moves_each_image_by_at_most_4_px_and_is_reproducible():
     x = batch_of_one_image()
-    torch.manual_seed(0)
-    shifted = robot.random_shift(x)
-    torch.manual_seed(0)
-    assert torch.equal(robot.random_shift(x), shifted) and shifted.shape == x.shape
+    shifted = drawn_twice(robot.random_shift, x)
     assert torch.equal(robot.random_shift(x, generator=torch.Generator().manual_seed(5)),
                        robot.random_shift(x, generator=torch.Generator().manual_seed(5)))
     moves = set()
@@ -128,10 +134,7 @@ def test_random_shift_moves_each_image_by_at_most_4_px_and_is_reproducible():
 
 def test_colour_jitter_changes_each_image_its_own_way_within_valid_pixels():
     x = batch_of_one_image()
-    torch.manual_seed(0)
-    jittered = robot.colour_jitter(x)
-    torch.manual_seed(0)
-    assert torch.equal(robot.colour_jitter(x), jittered) and jittered.shape == x.shape
+    jittered = drawn_twice(robot.colour_jitter, x)
     pixels = jittered * STD + MEAN
     assert pixels.min() >= -1e-5 and pixels.max() <= 1 + 1e-5
     assert all(not torch.allclose(jittered[0], image, atol=1e-2) for image in jittered[1:])  # one draw per image
