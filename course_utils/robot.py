@@ -28,6 +28,7 @@ from course_utils.assets import data_dir
 from course_utils.data import cached, key_of
 from course_utils.features import estimate_batchnorm
 from course_utils.lessons import check_output_file
+from course_utils.reproduce import machine, write_report
 from course_utils.models import IMAGENET_MEAN, IMAGENET_STD, freeze, freeze_batchnorm, load_mobilenet_v2
 from course_utils.vision import to_input
 
@@ -433,7 +434,7 @@ def reproduce(path: Path | None = None, tiny: bool = False) -> dict:
     order = list(APPROACHES)
     rows.sort(key=lambda r: (order.index(r["approach"]), r["labels"], r["seed"]))
     chance = np.linalg.norm(frames["test"]["xy_cm"] - frames["train"]["xy_cm"].mean(0), axis=1).mean()
-    report = {"date": date.today().isoformat(), "machine": _machine(), "device": env.describe_device(device),
+    report = {"date": date.today().isoformat(), "machine": machine(), "device": env.describe_device(device),
               "versions": {**env.versions(), "mujoco": sim.mujoco_module().__version__},
               "wall_seconds": time.perf_counter() - started,
               "plan": {"tiny": tiny, "frames": {name: len(f["images"]) for name, f in frames.items()},
@@ -441,17 +442,8 @@ def reproduce(path: Path | None = None, tiny: bool = False) -> dict:
                        "approaches": {a: _setting(a) for a in dict.fromkeys(a for a, _, _ in grid)},
                        "steps": steps},
               "mean_answer_test_cm": float(chance), "rows": rows}
-    from course_utils.reproduce import write_report
-
     write_report(path, report)
     return report
-
-
-def _machine() -> str:
-    """The CPU's model name and core count, as ``reproduce 04`` writes it."""
-    from course_utils.reproduce import machine
-
-    return machine()
 
 
 METRICS = ["test_cm", "new_colours_cm", "dim_light_cm", "success", "within_2cm", "new_colours_within_2cm",
