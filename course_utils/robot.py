@@ -64,6 +64,52 @@ def reach(scene: sim.Scene, target: np.ndarray, q0: np.ndarray, goal: np.ndarray
     return float(np.linalg.norm(scene.data.site("tip").xpos[:2] - target)), film
 
 
+def servo(scene: sim.Scene, estimate: Callable[[np.ndarray], np.ndarray], target: np.ndarray, q0: np.ndarray,
+          every: float | None = 0.1, seconds: float = 1.0, moved: tuple[float, np.ndarray] | None = None,
+          film_at: tuple[float, ...] = ()) -> tuple[float, list[tuple[float, np.ndarray, np.ndarray]], list[np.ndarray]]:
+    """Start at rest at q0 with the cube at target; every ``every`` s (None: once, open loop) read a frame, estimate
+    the cube's (x, y) (m) and command the joints there; ``moved=(t, xy)`` moves the cube at t s. Return the final
+    gripper-cube distance (m), each estimate with its time and the joints then, and frames at film_at (s).
+
+    Introduced in ``07_robot_reaching.ipynb``."""
+    mujoco = sim.mujoco_module()
+    scene.place(target, q0)
+    cube = scene.data.mocap_pos[scene.mocap]
+    dt = scene.model.opt.timestep
+    steps = round(seconds / dt)
+    period = round(every / dt) if every else steps  # open loop: the one estimate at t = 0
+    move_step = round(moved[0] / dt) if moved else -1
+    film_steps = {round(t / dt) for t in film_at}
+    estimates, film = [], []
+    for step in range(steps + 1):
+        if step == move_step:
+            cube[:2] = moved[1]
+            mujoco.mj_forward(scene.model, scene.data)  # the frame below shows the cube where it is now
+        if step % period == 0 and step < steps:
+            goal, q = estimate(scene.frame()), scene.data.qpos.copy()
+            estimates.append((step * dt, goal, q))
+            scene.data.ctrl[:] = q + np.angle(np.exp(1j * (sim.inverse_kinematics(goal) - q)))  # the short way round
+        if step in film_steps:
+            film.append(scene.frame())
+        if step < steps:
+            mujoco.mj_step(scene.model, scene.data)
+    return float(np.linalg.norm(scene.data.site("tip").xpos[:2] - cube[:2])), estimates, film
+
+
+def estimator(model: nn.Module, inputs: Callable[[np.ndarray], torch.Tensor], mean: torch.Tensor,
+              std: torch.Tensor) -> Callable[[np.ndarray], np.ndarray]:
+    """A frame (uint8, H x W x 3) -> the model's estimate of the cube's (x, y) in m; ``inputs`` turns uint8
+    frames into the model's inputs on its device (pixels, or frozen blocks' features)."""
+    @torch.no_grad()
+    def estimate(frame: np.ndarray) -> np.ndarray:
+        was = model.training
+        model.eval()
+        out = model(inputs(frame[None])).cpu()[0]
+        model.train(was)  # the caller's model as it was
+        return ((out * std + mean) / 100).numpy()
+    return estimate
+
+
 class SpatialSoftmax(nn.Module):
     """Feature maps -> K keypoint maps -> a softmax over positions -> each map's expected (x, y) -> the cube's (x, y).
 

@@ -17,6 +17,7 @@ import sys
 import traceback
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -216,15 +217,20 @@ class Scene:
 
     def sample_arm(self, rng: np.random.Generator, target: np.ndarray) -> np.ndarray:
         """A random arm pose (a distractor in the image) at least 5 cm from the cube, seen from the camera too."""
-        cam = self.camera_pos
-        scale = (cam[2] - 0.015) / (cam[2] - 0.07)  # the arm (z = 7 cm) projected to the cube's height
         for _ in range(200):
             q = np.array([rng.uniform(-0.3, np.pi + 0.3), rng.uniform(-2.6, 2.6)])
-            points = [np.zeros(2), np.array([L1 * np.cos(q[0]), L1 * np.sin(q[0])]), forward_kinematics(q)]
-            seen = [cam[:2] + (p - cam[:2]) * scale for p in points]
-            if min(_segment_distance(target, a, b) for pts in (points, seen) for a, b in zip(pts[:-1], pts[1:])) > 0.05:
+            if self.arm_distance(target, q) > 0.05:
                 break
         return q
+
+    def arm_distance(self, point: np.ndarray, q: np.ndarray) -> float:
+        """How close the arm at joints ``q`` comes to ``point`` on the table (m), in the plane and as the camera sees
+        it (the links, 7 cm up, projected to the cube's height)."""
+        cam = self.camera_pos
+        scale = (cam[2] - 0.015) / (cam[2] - 0.07)
+        points = [np.zeros(2), np.array([L1 * np.cos(q[0]), L1 * np.sin(q[0])]), forward_kinematics(q)]
+        seen = [cam[:2] + (p - cam[:2]) * scale for p in points]
+        return min(_segment_distance(point, a, b) for pts in (points, seen) for a, b in zip(pts[:-1], pts[1:]))
 
     def place(self, target: np.ndarray, q: np.ndarray) -> None:
         """Put the cube at ``target`` (m) and the arm at rest at ``q``, holding it there."""
@@ -238,6 +244,18 @@ class Scene:
         return render(self.renderer, self.data)
 
 
+def scenes(scene: Scene, n: int, seed: int, shift: str | None = None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Set ``scene`` up as each of ``frame_set(n, seed, shift)``'s frames in turn (looks, cube, arm at rest) and
+    yield the cube's (x, y) (m) and the arm's joints: a frame's scene again, to act in it."""
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        scene.randomise(rng, shift)
+        target = scene.sample_target(rng)
+        q = scene.sample_arm(rng, target)
+        scene.place(target, q)
+        yield target, q
+
+
 def frame_set(n: int, seed: int, shift: str | None = None, size: int = 96) -> dict[str, np.ndarray]:
     """``n`` randomised frames (uint8), the cube's (x, y) in cm and the arm's starting joints, cached under
     data/sim/ and keyed by the settings, the scene file and this module's code."""
@@ -246,13 +264,9 @@ def frame_set(n: int, seed: int, shift: str | None = None, size: int = 96) -> di
 
     def make() -> tuple[np.ndarray, np.ndarray]:
         if not made:
-            scene, rng = Scene(size), np.random.default_rng(seed)
+            scene = Scene(size)
             images, meta = np.zeros((n, size, size, 3), np.uint8), np.zeros((n, 4), np.float32)
-            for i in range(n):
-                scene.randomise(rng, shift)
-                target = scene.sample_target(rng)
-                q = scene.sample_arm(rng, target)
-                scene.place(target, q)
+            for i, (target, q) in enumerate(scenes(scene, n, seed, shift)):
                 images[i], meta[i] = scene.frame(), [*(target * 100), *q]
             made["result"] = images, meta
         return made["result"]

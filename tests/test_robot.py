@@ -50,7 +50,7 @@ def lesson_loop(y_train: torch.Tensor) -> dict:
     """Lesson 07's training cell (its functions and settings), its globals given as the lesson has them."""
     namespace = {"torch": torch, "nn": nn, "np": np, "F": F, "time": time, "y_train": y_train,
                  "device": torch.device("cpu")}
-    return notebook_cell_definitions(NOTEBOOK, "def train_xy(", {"APPROACHES", "EVAL"}, namespace)
+    return notebook_cell_definitions(NOTEBOOK, "def train_xy(", {"APPROACHES", "EVAL", "models"}, namespace)
 
 
 def test_lesson07_training_loop_and_predictions_match_the_package():
@@ -267,3 +267,38 @@ def test_the_committed_table_covers_the_full_grid_at_todays_settings():
     assert sorted((r["approach"], r["labels"], r["seed"]) for r in report["rows"]) == sorted(robot.full_grid())
     assert report["plan"]["approaches"] == {a: json.loads(json.dumps(robot._setting(a))) for a in robot.APPROACHES}
     assert report["plan"]["tiny"] is False and report["plan"]["reaches"] == 100
+
+
+def test_lesson07_servo_and_estimator_match_the_package():
+    taught = notebook_function(NOTEBOOK, "servo")
+    taught.update(mujoco=sim.mujoco_module(), inverse_kinematics=sim.inverse_kinematics)
+    scene = sim.Scene(size=32)
+    target, q0 = np.array([0.12, 0.2]), np.array([0.0, 0.0])
+    for every, moved in [(None, None), (0.1, None), (0.1, (0.15, np.array([-0.1, 0.25])))]:
+        looks = iter(np.linspace([0.1, 0.21], [0.125, 0.19], 20))  # the estimates drift, look by look
+        mine = taught["servo"](scene, lambda frame: next(looks), target, q0, every, 0.4, moved, (0.0, 0.4))
+        looks = iter(np.linspace([0.1, 0.21], [0.125, 0.19], 20))
+        packaged = robot.servo(scene, lambda frame: next(looks), target, q0, every, 0.4, moved, (0.0, 0.4))
+        assert mine[0] == packaged[0] and len(mine[1]) == len(packaged[1]) == (1 if every is None else 4)
+        assert all(np.array_equal(a, b) for a, b in zip(mine[2], packaged[2]))
+    goal = np.array([0.125, 0.19])
+    open_loop = robot.servo(scene, lambda frame: goal, target, q0, None)[0]
+    assert open_loop == robot.reach(scene, target, q0, goal)[0]  # looking once is the open loop of ``reach``
+    moved = (0.3, np.array([-0.1, 0.25]))
+    assert robot.servo(scene, lambda frame: scene.data.mocap_pos[scene.mocap][:2].copy(), target, q0,
+                       0.1, moved=moved)[0] < robot.TOLERANCE  # perfect looks follow a moved cube
+    assert robot.servo(scene, lambda frame: target, target, q0, None, moved=moved)[0] > 0.1  # one look does not
+
+
+def test_lesson07_estimator_matches_the_package_and_leaves_the_model_as_it_was():
+    taught = notebook_function(NOTEBOOK, "estimator")
+    torch.manual_seed(0)
+    model = robot.scratch_cnn().train()
+    mean, std = torch.tensor([1.0, 20.0]), torch.tensor([10.0, 8.0])
+    taught.update(models={("scratch", 5, 0): model}, backbone=load_mobilenet_v2().features.eval(), to_input=to_input, device=torch.device("cpu"),
+                  MEAN=mean, STD=std, nn=nn, torch=torch)
+    frame = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    packaged = robot.estimator(model, lambda images: to_input(images, 96), mean, std)
+    assert model.training and packaged(frame).shape == (2,)
+    assert model.training  # the package's estimator puts the caller's model back in training mode
+    assert np.allclose(taught["estimator"]("scratch", 5, 0)(frame), packaged(frame), atol=1e-6)

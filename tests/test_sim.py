@@ -38,6 +38,17 @@ def test_frames_have_the_expected_shape_differ_between_seeds_and_come_back_from_
     assert np.array_equal(again["images"], a["images"]) and np.array_equal(again["xy_cm"], a["xy_cm"])
 
 
+def test_scenes_sets_up_each_frame_of_a_set_again():
+    frames = sim.frame_set(5, seed=3, shift="light", size=48)
+    scene = sim.Scene(size=48)
+    for i, (target, q) in enumerate(sim.scenes(scene, 5, seed=3, shift="light")):
+        assert np.array_equal(scene.frame(), frames["images"][i])  # the same looks, cube and arm: the same pixels
+        assert np.allclose(100 * target, frames["xy_cm"][i], atol=1e-4) and np.allclose(q, frames["q0"][i], atol=1e-6)
+        assert scene.arm_distance(target, q) > 0.05  # as every frame was drawn: the arm 5 cm or more from the cube
+    tip = sim.forward_kinematics(q)
+    assert scene.arm_distance(tip, q) < 1e-9  # the gripper lies on the arm
+
+
 def test_a_bad_scene_path_says_so_in_one_line(tmp_path):
     with pytest.raises(sim.SimError, match="No scene file at .*reach.xlm: check the path"):
         sim.load_scene(tmp_path / "reach.xlm")
