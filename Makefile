@@ -89,6 +89,7 @@ reproduce: $(STAMP)
 # to go on where it stopped); writes course_utils/reproduced/07_robot_reaching.json.
 reproduce-07: $(STAMP)
 	$(PY) -m course_utils reproduce 07
+	$(PY) -m course_utils reproduce 07-loop
 
 # A recipe in the spirit of Deitsch et al. 2019 and its ablations, one committed row per finished run (4.5 to 52 min a run
 # on 2 CPU cores, measured;

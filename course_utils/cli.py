@@ -118,9 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "installed distribution at another version (Binder's postBuild installs them)")
     p = sub.add_parser("reproduce", help="a lesson's comparisons at full budget (04: about 50 min on 2 CPU cores; "
                        "07: lesson 07's approaches and controls over 6 budgets and 3-5 seeds, about 20 min on 2 CPU "
-                       "cores; paper: a recipe in the spirit of Deitsch et al. 2019, 4.5-52 min a run on 2 CPU cores, "
+                       "cores; 07-loop: open and closed loop over 5 budgets and 3-5 seeds, about 20 min; paper: a recipe in the spirit of Deitsch et al. 2019, 4.5-52 min a run on 2 CPU cores, "
                        "resumable run by run)")
-    p.add_argument("lesson", choices=["04", "07", "paper"], help="the table to reproduce")
+    p.add_argument("lesson", choices=["04", "07", "07-loop", "paper"], help="the table to reproduce")
     p.add_argument("--tiny", action="store_true", help="a few cells (04, paper) or frames (07) and a few steps: checks it runs, in a minute")
     p.add_argument("--max-runs", type=int, help="paper: stop after this many new runs")
     p.add_argument("--commit", action="store_true", help="paper: commit the table after each finished run")
@@ -243,7 +243,7 @@ def lock_command(args: argparse.Namespace) -> int:
 
 def check_reproduce_flags(args: argparse.Namespace) -> None:
     """Stop with one line on ``reproduce`` flags that contradict each other or the lesson."""
-    if args.lesson in ("04", "07") and (args.max_runs is not None or args.commit):
+    if args.lesson in ("04", "07", "07-loop") and (args.max_runs is not None or args.commit):
         raise SettingError(f"--max-runs and --commit are for `reproduce paper`: `reproduce {args.lesson}` measures its "
                            "whole table.")
     if args.tiny and args.commit:
@@ -269,7 +269,7 @@ def check_jsonl(path: Path) -> None:
 
 
 def reproduce_command(args: argparse.Namespace) -> int:
-    """``reproduce 04``, ``reproduce 07`` or ``reproduce paper``, the flags checked before anything is loaded."""
+    """``reproduce 04``, ``reproduce 07``, ``reproduce 07-loop`` or ``reproduce paper``, the flags checked before anything is loaded."""
     from course_utils.lessons import check_output_file
 
     check_reproduce_flags(args)
@@ -284,12 +284,14 @@ def reproduce_command(args: argparse.Namespace) -> int:
         else:
             paper_recipe.run(table=table, max_runs=args.max_runs, commit=args.commit)
         return 0
-    if args.lesson == "07":
+    if args.lesson in ("07", "07-loop"):
         from course_utils import robot
 
-        table = assets.data_dir() / "reproduce" / "07-tiny.json" if args.tiny else robot.OUT
+        loop = args.lesson == "07-loop"
+        tiny_table = assets.data_dir() / "reproduce" / ("07-loop-tiny.json" if loop else "07-tiny.json")
+        table = tiny_table if args.tiny else robot.LOOP_OUT if loop else robot.OUT
         check_output_file(table, "the reproduced table")
-        robot.reproduce(table, tiny=args.tiny)  # tiny: never overwrites the committed table
+        (robot.reproduce_loops if loop else robot.reproduce)(table, tiny=args.tiny)  # tiny: never the committed table
         return 0
     from course_utils import reproduce
 

@@ -593,6 +593,7 @@ def _joint_angles_checker(answer: Any) -> str | None:
 def lesson07(test_error: Any) -> tuple[Question, Question, Thought]:
     """The exercises of ``07_robot_reaching.ipynb``; ``test_error`` is the mean test error (cm), approach x budget."""
     scratch, frozen = test_error.loc["scratch"], test_error.loc["frozen, spatial softmax"]
+    tuned = test_error.loc["fine-tuned block 6"]
     caught_up = [int(n) for n in test_error.columns if all(scratch[m] <= frozen[m] for m in test_error.columns if m >= n)]
     right = caught_up[0] if caught_up else None
 
@@ -622,9 +623,11 @@ def lesson07(test_error: Any) -> tuple[Question, Question, Thought]:
                  "shifts, but at the lesson's steps it stayed behind them in centimetres, on ordinary frames as "
                  "under the shifts. So ship the fine-tuned "
                  "block (or the frozen features, if training time matters), label a few hundred frames or more (its "
-                 "error at 1,600 frames, 0.70 cm, is below 0.93 at 400 on the mean, though three seeds do not "
-                 "resolve that fall), and before trusting it, label "
+                 f"error at 1,600 frames, {tuned[1600]:.2f} cm, is below {tuned[400]:.2f} at 400 on the mean, though "
+                 "three seeds do not resolve that fall), and before trusting it, label "
                  "frames of the conditions you fear (new colours, the night shift's light) and measure the error and "
-                 "the reaching success on them, not only on frames like the training ones.",
+                 "the reaching success on them, not only on frames like the training ones. If the arm will look again "
+                 "while it moves (section 4.1), label frames with the arm near and over the parts too: the ImageNet "
+                 "models misread those.",
                  "Section 5 compares the approaches under conditions training never showed.")
     return q1, q2, q3

@@ -311,12 +311,18 @@ def _inputs(frames: dict, stores: dict, source: str, seed: int, device: torch.de
     return lambda name: lambda idx: store[name][idx].to(device)
 
 
-def run(approach: str, n: int, seed: int, frames: dict, stores: dict, device: torch.device,
-        steps: int | None = None) -> dict:
-    """Train one approach on n labelled frames with one seed (``steps``: its own unless given); its predictions
-    (cm) on every evaluation set and its training time."""
+def standardise(frames: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training labels' mean and std (cm): the targets are standardised with them."""
     y_train = torch.tensor(frames["train"]["xy_cm"])
-    mean, std = y_train.mean(0), y_train.std(0)
+    return y_train.mean(0), y_train.std(0)
+
+
+def trained(approach: str, n: int, seed: int, frames: dict, stores: dict, device: torch.device,
+            steps: int | None = None) -> tuple[nn.Module, float]:
+    """One approach trained on n labelled frames with one seed (``steps``: its own unless given), and the seconds
+    its training took."""
+    mean, std = standardise(frames)
+    y_train = torch.tensor(frames["train"]["xy_cm"])
     torch.manual_seed(seed)  # the new weights (and the augmentations' draws)
     labelled = torch.tensor(np.random.default_rng(seed).permutation(len(y_train))[:n])
     model, groups = build(approach)
@@ -326,9 +332,17 @@ def run(approach: str, n: int, seed: int, frames: dict, stores: dict, device: to
     start = time.perf_counter()
     train_xy(model, groups, steps or setting.steps, source("train"), labelled, (y_train - mean) / std, seed,
              setting.augment)
-    seconds = time.perf_counter() - start
-    return {"seconds": seconds, **{name: predict_cm(model, source(name), len(frames[name]["images"]), mean,
-                                                    std).tolist() for name in EVAL}}
+    return model, time.perf_counter() - start
+
+
+def run(approach: str, n: int, seed: int, frames: dict, stores: dict, device: torch.device,
+        steps: int | None = None) -> dict:
+    """Train one approach on n labelled frames with one seed (``steps``: its own unless given); its predictions
+    (cm) on every evaluation set and its training time."""
+    model, seconds = trained(approach, n, seed, frames, stores, device, steps)
+    source = _inputs(frames, stores, APPROACHES[approach].source, seed, device)
+    return {"seconds": seconds, **{name: predict_cm(model, source(name), len(frames[name]["images"]),
+                                                    *standardise(frames)).tolist() for name in EVAL}}
 
 
 def full_grid() -> list[tuple[str, int, int]]:
@@ -427,19 +441,8 @@ def _minutes_left(done: dict[str, list[float]], todo: list[str]) -> float:
     return sum(np.mean(done[a]) if done.get(a) else overall for a in todo) / 60
 
 
-def reproduce(path: Path | None = None, tiny: bool = False) -> dict:
-    """Measure every run of the grid (reusing runs already measured with the same code and settings), score it and
-    write the table to ``path`` (default: the committed table, or data/reproduce/07-tiny.json when ``tiny``).
-
-    ``tiny``: 2 approaches, 1 budget, 1 seed, 20 steps, 20 reaches on 64 training frames: checks it runs."""
-    path = Path(path) if path is not None else data_dir() / "reproduce" / "07-tiny.json" if tiny else OUT
-    check_output_file(path, "the reproduced table")  # found after the runs, an unwritable table would lose them
-    started = time.perf_counter()
-    device = env.get_device()
-    grid = TINY_GRID if tiny else full_grid()
-    steps, reaches = (TINY_STEPS, TINY_REACHES) if tiny else (None, 100)
-    frames = make_frames(*TINY_FRAMES) if tiny else make_frames()
-
+def _stores(grid: list[tuple[str, int, int]], frames: dict, device: torch.device) -> tuple[dict, str]:
+    """The cached frozen features every run of the grid reads, and the ImageNet weights' key ("none": unused)."""
     print("frozen features of every frame (computed once, then cached)...", flush=True)
     start = time.perf_counter()
     sources = {APPROACHES[a].source for a, _, _ in grid}
@@ -452,44 +455,169 @@ def reproduce(path: Path | None = None, tiny: bool = False) -> dict:
         for seed in sorted({s for a, _, s in grid if APPROACHES[a].source == RANDOM}):
             stores[store_name(RANDOM, seed)] = random_store(seed, frames, device)
     print(f"  {time.perf_counter() - start:.0f} s", flush=True)
+    return stores, imagenet
 
-    frames_key = [key_of(frames[name][part]) for name in frames for part in ("images", "xy_cm")]
-    code_key = _code_key()
-    scene = sim.Scene(size=SIZE)
+
+def _measure_grid(grid: list[tuple[str, int, int]], name: str, measure: Callable[[str, int, int], dict],
+                  score_of: Callable[[dict], dict], key: list, line: Callable[[dict], str]) -> list[dict]:
+    """Every run of the grid, measured (or read back from ``data/reproduce07/``, keyed by ``key``) and scored, with
+    the pace printed; the rows sorted by approach, budget and seed."""
     rows, done = [], {}
     for i, (approach, n, seed) in enumerate(grid):
-        start, trained = time.perf_counter(), []
+        start, fresh = time.perf_counter(), []
 
-        def measure() -> dict:
-            trained.append(True)
-            return run(approach, n, seed, frames, stores, device, steps)
+        def once() -> dict:
+            fresh.append(True)
+            return measure(approach, n, seed)
 
-        result = cached("reproduce07", f"{_slug(approach)}-{n}-{seed}", measure, approach, _setting(approach), n,
-                        seed, steps, frames_key, imagenet, device.type, *code_key)
-        row = {"approach": approach, "labels": n, "seed": seed, "seconds": result["seconds"],
-               **score(result, frames, scene, reaches)}
+        result = cached("reproduce07", f"{name}{_slug(approach)}-{n}-{seed}", once, approach, _setting(approach), n,
+                        seed, *key)
+        row = {"approach": approach, "labels": n, "seed": seed, "seconds": result["seconds"], **score_of(result)}
         rows.append(row)
-        if trained:  # not read back: its time tells the pace
+        if fresh:  # not read back: its time tells the pace
             done.setdefault(approach, []).append(time.perf_counter() - start)
         left = _minutes_left(done, [a for a, _, _ in grid[i + 1:]])
         pace = f"about {left:.0f} min left" if left == left else "read back"  # NaN: nothing trained yet
-        print(f"{i + 1:>3}/{len(grid)} {approach:<38} {n:>4} labels, seed {seed}: test {row['test_cm']:5.2f} cm, "
-              f"new colours {row['new_colours_cm']:5.2f}, dim light {row['dim_light_cm']:5.2f}, reaches "
-              f"{row['success']:4.0%} ({row['seconds']:.1f} s); {pace}", flush=True)
-
+        print(f"{i + 1:>3}/{len(grid)} {approach:<38} {n:>4} labels, seed {seed}: {line(row)} "
+              f"({row['seconds']:.1f} s); {pace}", flush=True)
     order = list(APPROACHES)
-    rows.sort(key=lambda r: (order.index(r["approach"]), r["labels"], r["seed"]))
+    return sorted(rows, key=lambda r: (order.index(r["approach"]), r["labels"], r["seed"]))
+
+
+def _report(path: Path, started: float, device: torch.device, frames: dict, plan: dict, rows: list[dict]) -> dict:
+    """Write a reproduced table with its date, machine, device, versions, wall time and plan; return it."""
     chance = np.linalg.norm(frames["test"]["xy_cm"] - frames["train"]["xy_cm"].mean(0), axis=1).mean()
     report = {"date": date.today().isoformat(), "machine": machine(), "device": env.describe_device(device),
               "versions": {**env.versions(), "mujoco": sim.mujoco_module().__version__},
               "wall_seconds": time.perf_counter() - started,
-              "plan": {"tiny": tiny, "frames": {name: len(f["images"]) for name, f in frames.items()},
-                       "reaches": reaches, "tolerance_m": TOLERANCE,
-                       "approaches": {a: _setting(a) for a in dict.fromkeys(a for a, _, _ in grid)},
-                       "steps": steps},
+              "plan": {"frames": {name: len(f["images"]) for name, f in frames.items()}, **plan},
               "mean_answer_test_cm": float(chance), "rows": rows}
     write_report(path, report)
     return report
+
+
+def reproduce(path: Path | None = None, tiny: bool = False) -> dict:
+    """Measure every run of the grid (reusing runs already measured with the same code and settings), score it and
+    write the table to ``path`` (default: the committed table, or data/reproduce/07-tiny.json when ``tiny``).
+
+    ``tiny``: 2 approaches, 1 budget, 1 seed, 20 steps, 20 reaches on 64 training frames: checks it runs."""
+    path = Path(path) if path is not None else data_dir() / "reproduce" / "07-tiny.json" if tiny else OUT
+    check_output_file(path, "the reproduced table")  # found after the runs, an unwritable table would lose them
+    started = time.perf_counter()
+    device = env.get_device()
+    grid = TINY_GRID if tiny else full_grid()
+    steps, reaches = (TINY_STEPS, TINY_REACHES) if tiny else (None, 100)
+    frames = make_frames(*TINY_FRAMES) if tiny else make_frames()
+    stores, imagenet = _stores(grid, frames, device)
+    frames_key = [key_of(frames[name][part]) for name in frames for part in ("images", "xy_cm")]
+    scene = sim.Scene(size=SIZE)
+    rows = _measure_grid(
+        grid, "", lambda a, n, seed: run(a, n, seed, frames, stores, device, steps),
+        lambda result: score(result, frames, scene, reaches), [steps, frames_key, imagenet, device.type, *_code_key()],
+        lambda r: (f"test {r['test_cm']:5.2f} cm, new colours {r['new_colours_cm']:5.2f}, dim light "
+                   f"{r['dim_light_cm']:5.2f}, reaches {r['success']:4.0%}"))
+    plan = {"tiny": tiny, "reaches": reaches, "tolerance_m": TOLERANCE,
+            "approaches": {a: _setting(a) for a in dict.fromkeys(a for a, _, _ in grid)}, "steps": steps}
+    return _report(path, started, device, frames, plan, rows)
+
+
+LOOP_OUT = Path(__file__).parent / "reproduced" / "07_closed_loop.json"
+LOOPS = {"open": (None, False), "closed": (0.2, False), "open, moved": (None, True), "closed, moved": (0.2, True)}
+MOVE_AT, LOOP_SCENES, TEST_SEED = 0.25, 40, 1  # the cube moves at 0.25 s; the first 40 test scenes (frame_set seed 1)
+LOOP_APPROACHES = ["scratch", "scratch, random shifts", "scratch, colour and light jitter", "frozen, spatial softmax",
+                   "fine-tuned block 6"]
+TINY_LOOP_GRID, TINY_LOOP_SCENES = [("scratch", 10, 0), ("fine-tuned block 6", 10, 0)], 3
+
+
+def moved_targets(scene: sim.Scene, targets: np.ndarray, seed: int = 7) -> np.ndarray:
+    """Where each scene's cube is moved to (m): a new draw 10 cm or more from where it was.
+
+    Introduced in ``07_robot_reaching.ipynb``."""
+    rng, moved = np.random.default_rng(seed), []
+    for target in targets:
+        new = scene.sample_target(rng)
+        while np.linalg.norm(new - target) < 0.10:
+            new = scene.sample_target(rng)
+        moved.append(new)
+    return np.array(moved)
+
+
+def loops(scene: sim.Scene, estimate: Callable[[np.ndarray], np.ndarray], test: dict, moved_to: np.ndarray,
+          scenes: int) -> dict[str, list]:
+    """Final distances (m) of the four loops in the first ``scenes`` test scenes (the cube still or moved at
+    MOVE_AT s), and for every look of the closed loop (the cube still) how close the arm was to the cube and how far
+    the estimate was from it (both in cm). Introduced in ``07_robot_reaching.ipynb``."""
+    targets, starts = test["xy_cm"] / 100, test["q0"]
+    out: dict[str, list] = {name: [] for name in [*LOOPS, "looks"]}
+    for i, _ in enumerate(sim.scenes(scene, scenes, seed=TEST_SEED)):  # the test frame's scene again
+        if not np.array_equal(scene.frame(), test["images"][i]):
+            raise ValueError(f"test scene {i} does not render as its frame: were the frames made with another seed?")
+        for name, (every, move) in LOOPS.items():
+            distance, looks, _ = servo(scene, estimate, targets[i], starts[i], every,
+                                       moved=(MOVE_AT, moved_to[i]) if move else None)
+            out[name].append(distance)
+            if name == "closed":
+                out["looks"] += [[100 * scene.arm_distance(targets[i], q), 100 * float(np.linalg.norm(xy - targets[i]))]
+                                 for _, xy, q in looks]
+    return out
+
+
+def frame_inputs(source: str, backbone: nn.Module, device: torch.device) -> Callable[[np.ndarray], torch.Tensor]:
+    """uint8 frames -> an approach's inputs on the device: the pixels, or ImageNet blocks 0-5 or 0-6 run on them."""
+    blocks = {"pixels": nn.Identity(), "imagenet 0-5": backbone[:6], "imagenet 0-6": backbone[:7]}[source]
+    return lambda images: blocks(to_input(images, SIZE).to(device))
+
+
+def loop_score(result: dict) -> dict:
+    """A run's success (within 2 cm) in each loop, and the share of its closed-loop looks read within 2 cm with the
+    arm within 5 cm of the cube and 10 cm or more from it."""
+    looks = np.array(result["looks"])
+    within = looks[:, 1] < 100 * TOLERANCE
+    return {**{_slug(name): float(np.mean(np.array(result[name]) < TOLERANCE)) for name in LOOPS},
+            "near_within_2cm": float(within[looks[:, 0] < 5].mean()) if (looks[:, 0] < 5).any() else float("nan"),
+            "far_within_2cm": float(within[looks[:, 0] >= 10].mean()) if (looks[:, 0] >= 10).any() else float("nan")}
+
+
+def loop_grid() -> list[tuple[str, int, int]]:
+    """Every (approach, labels, seed) of the closed-loop table: 5 seeds up to 50 labels, 3 above."""
+    return [(approach, n, seed) for n in (25, 50, 100, 400, 1600) for seed in range(5 if n <= 50 else 3)
+            for approach in LOOP_APPROACHES]
+
+
+def reproduce_loops(path: Path | None = None, tiny: bool = False) -> dict:
+    """Train each run of the closed-loop grid, drive the arm with it in the four loops, and write the table to
+    ``path`` (default: the committed table, or data/reproduce/07-loop-tiny.json when ``tiny``).
+
+    ``tiny``: 2 approaches, 1 budget, 1 seed, 20 steps, 3 scenes on 64 training frames: checks it runs."""
+    path = Path(path) if path is not None else data_dir() / "reproduce" / "07-loop-tiny.json" if tiny else LOOP_OUT
+    check_output_file(path, "the reproduced table")
+    started = time.perf_counter()
+    device = env.get_device()
+    grid = TINY_LOOP_GRID if tiny else loop_grid()
+    steps, scenes = (TINY_STEPS, TINY_LOOP_SCENES) if tiny else (None, LOOP_SCENES)
+    frames = make_frames(*TINY_FRAMES) if tiny else make_frames()
+    stores, imagenet = _stores(grid, frames, device)
+    backbone = load_mobilenet_v2().features.eval().to(device)
+    scene = sim.Scene(size=SIZE)
+    moved_to = moved_targets(scene, frames["test"]["xy_cm"][:scenes] / 100)
+    mean, std = standardise(frames)
+
+    def measure(approach: str, n: int, seed: int) -> dict:
+        model, seconds = trained(approach, n, seed, frames, stores, device, steps)
+        inputs = frame_inputs(APPROACHES[approach].source, backbone, device)
+        return {"seconds": seconds, **loops(scene, estimator(model, inputs, mean, std), frames["test"], moved_to,
+                                            scenes)}
+
+    frames_key = [key_of(frames[name][part]) for name in frames for part in ("images", "xy_cm", "q0")]
+    code = [key_of(f) for f in (trained, servo, estimator, loops, moved_targets, frame_inputs, sim.scenes)]
+    rows = _measure_grid(grid, "loops-", measure, loop_score,
+                         [steps, scenes, frames_key, imagenet, device.type, *_code_key(), *code],
+                         lambda r: f"open {r['open']:4.0%}, closed {r['closed']:4.0%}, moved: open "
+                                   f"{r['open-moved']:4.0%}, closed {r['closed-moved']:4.0%}")
+    plan = {"tiny": tiny, "scenes": scenes, "tolerance_m": TOLERANCE, "move_at_s": MOVE_AT,
+            "loops": {name: every for name, (every, _) in LOOPS.items()},
+            "approaches": {a: _setting(a) for a in dict.fromkeys(a for a, _, _ in grid)}, "steps": steps}
+    return _report(path, started, device, frames, plan, rows)
 
 
 METRICS = ["test_cm", "new_colours_cm", "dim_light_cm", "success", "within_2cm", "new_colours_within_2cm",

@@ -100,9 +100,10 @@ def test_lesson07_checkers():
     from course_utils.exercises import lesson07
     from course_utils.sim import inverse_kinematics
 
-    table = pd.DataFrame({25: [5.6, 3.3], 100: [1.5, 2.1], 400: [0.8, 1.3], 1600: [0.8, 1.1]},
-                         index=["scratch", "frozen, spatial softmax"])
-    q1, q2, _ = lesson07(table)
+    table = pd.DataFrame({25: [5.6, 3.3, 4.3], 100: [1.5, 2.1, 1.5], 400: [0.8, 1.3, 0.93], 1600: [0.8, 1.1, 0.69]},
+                         index=["scratch", "frozen, spatial softmax", "fine-tuned block 6"])
+    q1, q2, q3 = lesson07(table)
+    assert "0.69 cm, is below 0.93 at 400" in q3.solution_text  # the model answer reads the lesson's own table
     q = inverse_kinematics(np.array([0.10, 0.25]))
     assert q1.feedback(q) == "q1: Correct!"
     assert "look like degrees" in q1.feedback(np.degrees(q))

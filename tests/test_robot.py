@@ -302,3 +302,35 @@ def test_lesson07_estimator_matches_the_package_and_leaves_the_model_as_it_was()
     assert model.training and packaged(frame).shape == (2,)
     assert model.training  # the package's estimator puts the caller's model back in training mode
     assert np.allclose(taught["estimator"]("scratch", 5, 0)(frame), packaged(frame), atol=1e-6)
+
+
+def test_lesson07_loops_match_the_package():
+    taught = notebook_function(NOTEBOOK, "loops")
+    assert (taught["LOOPS"], taught["MOVE_AT"], taught["N_LOOP"]) == (robot.LOOPS, robot.MOVE_AT, robot.LOOP_SCENES)
+    test = sim.frame_set(3, seed=robot.TEST_SEED)
+    scene = sim.Scene(size=robot.SIZE)
+    targets = test["xy_cm"] / 100
+    moved_to = robot.moved_targets(scene, targets)
+    assert all(np.linalg.norm(moved_to - targets, axis=1) >= 0.10)
+
+    def estimate(frame: np.ndarray) -> np.ndarray:  # an estimate that depends on the frame
+        return np.array([0.05 + frame.mean() / 2000, 0.2])
+
+    taught.update(estimator=lambda approach, n, seed: estimate, scene=scene, frames={"test": test}, targets=targets,
+                  starts=test["q0"], moved_to=moved_to, servo=robot.servo, sim=sim, N_LOOP=3)
+    mine = taught["loops"]("scratch", 25, 0)
+    assert mine == robot.loops(scene, estimate, test, moved_to, 3)
+    assert all(len(mine[name]) == 3 for name in robot.LOOPS) and len(mine["looks"]) == 3 * 5  # 5 looks in 1 s
+    with pytest.raises(ValueError, match="does not render as its frame"):
+        robot.loops(scene, estimate, sim.frame_set(3, seed=2), moved_to, 3)
+
+
+def test_reproduce_07_loop_tiny_writes_the_table(tmp_path):
+    out = tmp_path / "07-loop.json"
+    robot.reproduce_loops(out, tiny=True)
+    saved = json.loads(out.read_text())
+    assert [(r["approach"], r["labels"], r["seed"]) for r in saved["rows"]] == robot.TINY_LOOP_GRID
+    for row in saved["rows"]:
+        assert {"open", "closed", "open-moved", "closed-moved", "near_within_2cm", "far_within_2cm"} <= row.keys()
+        assert all(0 <= row[k] <= 1 for k in ("open", "closed", "open-moved", "closed-moved"))
+    assert saved["plan"]["scenes"] == robot.TINY_LOOP_SCENES and saved["plan"]["move_at_s"] == robot.MOVE_AT
