@@ -341,8 +341,9 @@ def run(approach: str, n: int, seed: int, frames: dict, stores: dict, device: to
     (cm) on every evaluation set and its training time."""
     model, seconds = trained(approach, n, seed, frames, stores, device, steps)
     source = _inputs(frames, stores, APPROACHES[approach].source, seed, device)
-    return {"seconds": seconds, **{name: predict_cm(model, source(name), len(frames[name]["images"]),
-                                                    *standardise(frames)).tolist() for name in EVAL}}
+    mean, std = standardise(frames)
+    return {"seconds": seconds, **{name: predict_cm(model, source(name), len(frames[name]["images"]), mean,
+                                                    std).tolist() for name in EVAL}}
 
 
 def full_grid() -> list[tuple[str, int, int]]:
